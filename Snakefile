@@ -1,0 +1,18 @@
+# EDA weak-to-strong study. This file only assembles: the setup and config validation are in
+# workflow/rules/common.smk, one rule file per stage, and all logic in the w2s_eda package.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# No `configfile:` here: profiles/default/config.yaml names config/config.yaml, so that
+# `--configfile other.yaml` replaces the default study instead of being merged into it.
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/prep.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        study_targets(),

@@ -1,0 +1,138 @@
+"""Study config: schema validation with defaults, then checks the schema cannot express.
+
+Everything here runs when Snakemake parses the workflow, so a bad config stops the run before
+any job starts, with a message that names the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _key(path) -> str:
+    return ".".join(str(part) for part in path) or "<top level>"
+
+
+def _with_defaults(validator_class):
+    """Extend a validator so the schema's ``default:`` values fill missing keys (recursively)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultFillingValidator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = _key(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(known))
+        keys = ", ".join(f"'{_key([*error.absolute_path, name])}'" for name in unknown)
+        return f"unknown config key {keys}; allowed here: {', '.join(known)}"
+    if "propertyNames" in error.absolute_schema_path:
+        return (
+            f"config key '{key}': name {error.instance!r} may only hold letters, digits, '_' and '-'"
+            " (it becomes part of file paths)"
+        )
+    if error.validator == "multipleOf" and error.validator_value == 2:
+        return (
+            f"config key '{key}': {error.instance} must be even (each split is balanced 50/50)"
+        )
+    return f"config key '{key}': {error.message}"
+
+
+def load_schema(schema_path: str | Path = SCHEMA_PATH) -> dict:
+    with open(schema_path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Return a validated copy of ``config`` with the schema's defaults filled in.
+
+    Raises ConfigError listing every problem, one line each, each naming its key.
+    """
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"the config must be a mapping of keys, got {type(config).__name__}")
+    filled = copy.deepcopy(config)
+    validator = _DefaultFillingValidator(load_schema(schema_path))
+    errors = sorted(validator.iter_errors(filled), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = sorted({_describe(error) for error in errors})
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+    _check_datasets(filled)
+    return filled
+
+
+LOCAL_ONLY_KEYS = ("test_path", "format", "text", "label", "pair", "question", "label_names")
+
+
+def _check_datasets(config: dict) -> None:
+    from .data.registry import DATASETS, known_dataset_names
+
+    for name, spec in config["datasets"].items():
+        key = f"datasets.{name}"
+        if "path" in spec:
+            if "registry" in spec:
+                raise ConfigError(f"config key '{key}': give either 'path' or 'registry', not both")
+            if "pair" in spec and ("text" in spec or "label" in spec):
+                raise ConfigError(
+                    f"config key '{key}': 'pair' builds text and label itself; drop 'text'/'label'"
+                )
+            for file_key, path in local_files(spec).items():
+                if not Path(path).is_file():
+                    raise ConfigError(f"config key '{key}.{file_key}': file '{path}' does not exist")
+            continue
+        for local_only in LOCAL_ONLY_KEYS:
+            if local_only in spec:
+                raise ConfigError(
+                    f"config key '{key}.{local_only}' only applies to local files (add 'path')"
+                )
+        registered = spec.get("registry", name)
+        if registered not in DATASETS:
+            raise ConfigError(
+                f"config key '{key}': unknown dataset '{registered}'. Known datasets: "
+                f"{', '.join(known_dataset_names())}; or give a local file with 'path'."
+            )
+        entry = DATASETS[registered]
+        if entry.needs_hub and config["offline"]:
+            raise ConfigError(
+                f"config key '{key}': dataset '{registered}' comes from the Hugging Face hub "
+                f"('{entry.hub_id}'), but 'offline' is true, so nothing may be downloaded. "
+                "Either set 'offline: false' on a machine with internet, or export the data to a "
+                f"local file and use `{name}: {{path: data/{name}.jsonl}}`."
+            )
+
+
+def split_sizes(config: dict, dataset: str) -> dict[str, int]:
+    """The split sizes for ``dataset``: the top-level sizes, overridden per dataset."""
+    sizes = dict(config["splits"])
+    sizes.update(config["datasets"][dataset].get("splits", {}))
+    return sizes
+
+
+def local_files(spec: dict) -> dict[str, str]:
+    """A local dataset's files by config key (``path``, ``path[1]``, ``test_path``)."""
+    paths = spec["path"] if isinstance(spec["path"], list) else [spec["path"]]
+    files = {("path" if len(paths) == 1 else f"path[{i}]"): p for i, p in enumerate(paths)}
+    if "test_path" in spec:
+        files["test_path"] = spec["test_path"]
+    return files

@@ -1,0 +1,111 @@
+"""BIG-bench tasks from the ``bigbench`` sdist on PyPI (Apache-2.0), fetched once at run time.
+
+The sdist is 358 MB; we stream it through gzip and tar, keep only the task files asked for, and
+check the sdist's published sha256 before anything is written. Never ``pip install bigbench``:
+its dependencies include tensorflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import tarfile
+import urllib.request
+from pathlib import Path
+
+from ..errors import DatasetError
+from ..io import write_text
+from .items import Item
+
+log = logging.getLogger(__name__)
+
+BIGBENCH_SDIST_URL = (
+    "https://files.pythonhosted.org/packages/95/f8/c019b3579df548a04cac12342cfcb878e50ddf6cfcd7fddba8cfc721c157/"
+    "bigbench-1.0.0.tar.gz"
+)
+BIGBENCH_SDIST_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
+_TASKS_DIR = "/bigbench/benchmark_tasks/"
+
+
+class _HashingReader(io.RawIOBase):
+    """Pass bytes through while hashing them, so the sdist is checked without being stored."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.digest = hashlib.sha256()
+        self.n_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self.raw.read(len(buffer))
+        self.digest.update(chunk)
+        self.n_bytes += len(chunk)
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+def fetch_tasks(
+    tasks: dict[str, str],
+    url: str = BIGBENCH_SDIST_URL,
+    sha256: str = BIGBENCH_SDIST_SHA256,
+    timeout: float = 60.0,
+) -> None:
+    """Extract ``{bigbench task folder: output path}`` from the sdist at ``url``."""
+    wanted = {f"{_TASKS_DIR}{task}/task.json": Path(out) for task, out in tasks.items()}
+    found: dict[Path, bytes] = {}
+    log.info("streaming %s for %s", url, ", ".join(tasks))
+    try:
+        response = urllib.request.urlopen(url, timeout=timeout)
+    except OSError as error:
+        raise DatasetError(
+            f"cannot download the bigbench sdist from {url}: {error}. It is fetched once from "
+            "PyPI; on a machine without PyPI access, copy the task.json files to "
+            f"{', '.join(str(p) for p in wanted.values())} by hand."
+        ) from error
+    with response:
+        reader = _HashingReader(response)
+        with tarfile.open(fileobj=io.BufferedReader(reader, 1 << 20), mode="r|gz") as archive:
+            for member in archive:
+                for suffix, out in wanted.items():
+                    if member.isfile() and member.name.endswith(suffix):
+                        found[out] = archive.extractfile(member).read()
+        reader.drain()
+    if reader.digest.hexdigest() != sha256:
+        raise DatasetError(
+            f"the bigbench sdist from {url} has sha256 {reader.digest.hexdigest()}, "
+            f"expected {sha256}; refusing to use it"
+        )
+    missing = [task for task, out in tasks.items() if Path(out) not in found]
+    if missing:
+        raise DatasetError(f"the bigbench sdist at {url} holds no task {', '.join(missing)}")
+    for out, payload in found.items():
+        write_text(out, payload.decode("utf-8"))
+    log.info("extracted %d task file(s) from %.0f MB", len(found), reader.n_bytes / 1e6)
+
+
+def load_task(path: str | Path, positive: str) -> list[Item]:
+    """Binary items from a BIG-bench ``task.json`` whose ``target_scores`` have two choices."""
+    path = Path(path)
+    try:
+        task = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"cannot read BIG-bench task file {path}: {error}") from error
+    items = []
+    for row, example in enumerate(task.get("examples", []), start=1):
+        scores = example.get("target_scores", {})
+        if positive not in scores or len(scores) != 2:
+            raise DatasetError(
+                f"{path}, example {row}: target_scores {scores!r} are not a binary choice "
+                f"with '{positive}'"
+            )
+        items.append(Item(example["input"], int(scores[positive] == 1), path.name, row))
+    return items
+

@@ -1,0 +1,190 @@
+"""Registered datasets by name, after EleutherAI/w2s's ``ds_registry``.
+
+Burns et al.'s five binary tasks come from the Hugging Face hub and are formatted the way
+openai/weak-to-strong's ``datasets.py`` describes them (see METHOD.md). BIG-bench tasks come from
+the ``bigbench`` sdist on PyPI, so the default study runs on a machine with no hub access.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+# A formatter turns one raw row into (text, label), or None to skip the row.
+Formatter = Callable[[dict, np.random.Generator], Optional[tuple[str, int]]]
+
+
+@dataclass(frozen=True)
+class RegisteredDataset:
+    name: str
+    description: str
+    label_names: tuple[str, str]  # words for label 0 and label 1
+    question: str  # what the binary label answers, used by the prompt templates
+    hub_id: str | None = None
+    hub_config: str | None = None
+    train_split: str = "train"
+    test_split: str | None = None  # a native held-out split the test items are drawn from
+    formatter: Formatter | None = None
+    bigbench_task: str | None = None  # folder under bigbench/benchmark_tasks/
+    bigbench_positive: str | None = None  # the target_scores key that means label 1
+
+    @property
+    def needs_hub(self) -> bool:
+        return self.hub_id is not None
+
+
+DATASETS: dict[str, RegisteredDataset] = {}
+
+
+def register_dataset(entry: RegisteredDataset) -> RegisteredDataset:
+    if entry.name in DATASETS:
+        raise ValueError(f"dataset {entry.name!r} is already registered")
+    DATASETS[entry.name] = entry
+    return entry
+
+
+def known_dataset_names() -> list[str]:
+    return sorted(DATASETS)
+
+
+# --- Burns et al.'s hub datasets -------------------------------------------------------------
+
+
+def format_sciq(row: dict, rng: np.random.Generator):
+    label = int(rng.random() < 0.5)
+    if label:
+        answer = row["correct_answer"]
+    else:
+        answer = [row["distractor1"], row["distractor2"], row["distractor3"]][rng.integers(3)]
+    return f"Q: {row['question']} A: {answer}", label
+
+
+def format_boolq(row: dict, rng: np.random.Generator):
+    return f"Passage: {row['passage']}\nQuestion: {row['question']}", int(bool(row["answer"]))
+
+
+def format_anthropic_hh(row: dict, rng: np.random.Generator):
+    label = int(rng.random() < 0.5)
+    return (row["chosen"] if label else row["rejected"]), label
+
+
+def format_cosmos_qa(row: dict, rng: np.random.Generator):
+    answers = [row[f"answer{i}"] for i in range(4)]
+    correct = answers[int(row["label"])]
+    if "None of the above choices" in correct:
+        # The "correct" answer is a catch-all, so any shown answer is a wrong one.
+        label = 0
+    else:
+        label = int(rng.random() < 0.5)
+    if label:
+        shown = correct
+    else:
+        others = [answer for answer in answers if answer != correct]
+        shown = others[rng.integers(len(others))]
+    return f"Context: {row['context']}\nQuestion: {row['question']}\nAnswer: {shown}", label
+
+
+def format_amazon_polarity(row: dict, rng: np.random.Generator):
+    return f"{row['title']} {row['content']}", int(row["label"])
+
+
+register_dataset(
+    RegisteredDataset(
+        name="sciq",
+        description="SciQ science questions with the correct answer or a distractor",
+        label_names=("no", "yes"),
+        question="Is the answer to the question correct?",
+        hub_id="allenai/sciq",
+        test_split="test",
+        formatter=format_sciq,
+    )
+)
+register_dataset(
+    RegisteredDataset(
+        name="boolq",
+        description="BoolQ yes/no questions about a passage",
+        label_names=("no", "yes"),
+        question="Is the answer to the question yes?",
+        hub_id="google/boolq",
+        test_split="validation",
+        formatter=format_boolq,
+    )
+)
+register_dataset(
+    RegisteredDataset(
+        name="anthropic_hh",
+        description="Anthropic HH-RLHF dialogues, the chosen or the rejected reply",
+        label_names=("no", "yes"),
+        question="Is this the preferred (helpful and harmless) reply?",
+        hub_id="Anthropic/hh-rlhf",
+        test_split="test",
+        formatter=format_anthropic_hh,
+    )
+)
+register_dataset(
+    RegisteredDataset(
+        name="cosmos_qa",
+        description="Cosmos QA commonsense reading comprehension with one shown answer",
+        label_names=("no", "yes"),
+        question="Is the answer correct?",
+        hub_id="allenai/cosmos_qa",
+        test_split="validation",
+        formatter=format_cosmos_qa,
+    )
+)
+register_dataset(
+    RegisteredDataset(
+        name="amazon_polarity",
+        description="Amazon review sentiment",
+        label_names=("negative", "positive"),
+        question="Is the review positive?",
+        hub_id="fancyzhx/amazon_polarity",
+        test_split="test",
+        formatter=format_amazon_polarity,
+    )
+)
+
+# --- BIG-bench binary tasks, offline from the PyPI sdist --------------------------------------
+
+register_dataset(
+    RegisteredDataset(
+        name="epistemic_reasoning",
+        description="BIG-bench epistemic_reasoning: does the premise entail the hypothesis?",
+        label_names=("non-entailment", "entailment"),
+        question="Does the premise entail the hypothesis?",
+        bigbench_task="epistemic_reasoning",
+        bigbench_positive="entailment",
+    )
+)
+register_dataset(
+    RegisteredDataset(
+        name="strategyqa",
+        description="BIG-bench strategyqa: yes/no questions needing implicit reasoning",
+        label_names=("no", "yes"),
+        question="Is the answer to the question yes?",
+        bigbench_task="strategyqa",
+        bigbench_positive="Yes",
+    )
+)
+register_dataset(
+    RegisteredDataset(
+        name="fever",
+        description="BIG-bench fact_checker/fever: is the Wikipedia-based claim true?",
+        label_names=("false", "true"),
+        question="Is the claim true?",
+        bigbench_task="fact_checker/fever",
+        bigbench_positive="true",
+    )
+)
+register_dataset(
+    RegisteredDataset(
+        name="sports_understanding",
+        description="BIG-bench sports_understanding: is the sports sentence plausible?",
+        label_names=("implausible", "plausible"),
+        question="Is the statement plausible?",
+        bigbench_task="sports_understanding",
+        bigbench_positive="plausible",
+    )
+)

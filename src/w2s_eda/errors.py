@@ -1,0 +1,17 @@
+"""Errors a researcher can act on. Each message names the config key, file, row or model at fault."""
+
+
+class StudyError(Exception):
+    """Base class: a problem with the study's inputs, reported without a traceback-worthy bug."""
+
+
+class ConfigError(StudyError):
+    """The config is invalid. The message starts with the offending key."""
+
+
+class DatasetError(StudyError):
+    """A dataset file or source is unusable. The message names the dataset, file and row."""
+
+
+class ModelError(StudyError):
+    """A model cannot be found or loaded. The message names the model and how to provide it."""

@@ -1,0 +1,29 @@
+"""Logging for workflow scripts: one readable line per event in the rule's log file."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from .errors import StudyError
+
+
+def configure(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
+
+
+def run_stage(main: Callable[[], object]) -> None:
+    """Run a stage; an input problem ends it with one clear ERROR line and exit status 1."""
+    configure()
+    try:
+        main()
+    except StudyError as error:
+        logging.getLogger("w2s_eda").error("%s", error)
+        sys.exit(1)

@@ -1,0 +1,104 @@
+"""Config validation: defaults fill missing keys; every bad config names its key."""
+
+import pytest
+
+from conftest import balanced_rows, write_jsonl
+from w2s_eda.config import split_sizes, validate_config
+from w2s_eda.errors import ConfigError
+
+
+def test_empty_config_takes_the_schemas_defaults():
+    config = validate_config({})
+    assert config["seeds"] == [0]
+    assert config["offline"] is True
+    assert config["splits"] == {"weak_train": 200, "w2s_train": 200, "test": 200}
+    assert config["datasets"] == {"epistemic_reasoning": {}}
+
+
+def test_partial_splits_keep_the_other_defaults_and_per_dataset_override(tmp_path):
+    data = write_jsonl(tmp_path / "d.jsonl", balanced_rows(5))
+    config = validate_config(
+        {"splits": {"test": 50}, "datasets": {"mine": {"path": str(data), "splits": {"test": 4}}}}
+    )
+    assert config["splits"] == {"weak_train": 200, "w2s_train": 200, "test": 50}
+    assert split_sizes(config, "mine") == {"weak_train": 200, "w2s_train": 200, "test": 4}
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ({"bogus": 1}, "unknown config key 'bogus'"),
+        ({"splits": {"valid": 10}}, "unknown config key 'splits.valid'"),
+        ({"seeds": "zero"}, "config key 'seeds': 'zero' is not of type 'array'"),
+        ({"seeds": [0, 0]}, "config key 'seeds'"),
+        ({"offline": "yes"}, "config key 'offline'"),
+        ({"splits": {"test": -4}}, "config key 'splits.test': -4 is less than the minimum of 2"),
+        ({"splits": {"test": 7}}, "config key 'splits.test': 7 must be even"),
+        ({"datasets": {}}, "config key 'datasets'"),
+        ({"datasets": {"a/b": {}}}, "config key 'datasets': name 'a/b'"),
+        ({"datasets": {"sciq": {"colour": 1}}}, "unknown config key 'datasets.sciq.colour'"),
+    ],
+)
+def test_schema_errors_name_the_key(config, expected):
+    with pytest.raises(ConfigError) as raised:
+        validate_config(config)
+    assert expected in str(raised.value)
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    with pytest.raises(ConfigError) as raised:
+        validate_config({"datasets": {"imagenet": {}}})
+    message = str(raised.value)
+    assert "config key 'datasets.imagenet': unknown dataset 'imagenet'" in message
+    for known in ("sciq", "boolq", "anthropic_hh", "cosmos_qa", "amazon_polarity", "strategyqa"):
+        assert known in message
+
+
+def test_hub_dataset_while_offline_fails_with_a_hint():
+    with pytest.raises(ConfigError) as raised:
+        validate_config({"datasets": {"sciq": {}}})
+    message = str(raised.value)
+    assert "datasets.sciq" in message and "allenai/sciq" in message
+    assert "offline: false" in message and "path" in message
+
+
+def test_hub_dataset_is_accepted_when_online():
+    assert validate_config({"offline": False, "datasets": {"boolq": {}}})["datasets"] == {
+        "boolq": {}
+    }
+
+
+def test_missing_local_file_names_key_and_file(tmp_path):
+    missing = tmp_path / "nowhere.jsonl"
+    with pytest.raises(ConfigError) as raised:
+        validate_config({"datasets": {"mine": {"path": str(missing)}}})
+    assert f"config key 'datasets.mine.path': file '{missing}' does not exist" in str(raised.value)
+
+
+def test_missing_test_path_is_named(tmp_path):
+    data = write_jsonl(tmp_path / "d.jsonl", balanced_rows(2))
+    with pytest.raises(ConfigError, match="datasets.mine.test_path"):
+        validate_config({"datasets": {"mine": {"path": str(data), "test_path": "gone.jsonl"}}})
+
+
+def test_local_only_keys_need_a_path():
+    with pytest.raises(ConfigError, match="'datasets.epistemic_reasoning.label' only applies"):
+        validate_config({"datasets": {"epistemic_reasoning": {"label": "y"}}})
+
+
+def test_path_and_registry_together_is_an_error(tmp_path):
+    data = write_jsonl(tmp_path / "d.jsonl", balanced_rows(2))
+    with pytest.raises(ConfigError, match="either 'path' or 'registry'"):
+        validate_config({"datasets": {"x": {"path": str(data), "registry": "sciq"}}})
+
+
+def test_pair_with_label_is_an_error(tmp_path):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"chosen": "a", "rejected": "b"}])
+    spec = {"path": str(data), "pair": {"chosen": "chosen", "rejected": "rejected"}, "label": "x"}
+    with pytest.raises(ConfigError, match="'pair' builds text and label itself"):
+        validate_config({"datasets": {"x": spec}})
+
+
+def test_registry_alias_under_another_name():
+    config = validate_config({"datasets": {"er": {"registry": "epistemic_reasoning"}}})
+    assert config["datasets"]["er"] == {"registry": "epistemic_reasoning"}

@@ -1,0 +1,264 @@
+"""Dataset sources: Burns et al.'s formatters, BIG-bench, local files, and their bad inputs."""
+
+import csv
+import hashlib
+import io
+import json
+import tarfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import balanced_rows, write_jsonl
+from w2s_eda.data import bigbench, local
+from w2s_eda.data.registry import DATASETS
+from w2s_eda.errors import DatasetError
+
+SCIQ_ROW = {
+    "question": "What gas do plants absorb?",
+    "correct_answer": "carbon dioxide",
+    "distractor1": "oxygen",
+    "distractor2": "helium",
+    "distractor3": "neon",
+}
+
+
+def format_many(name, row, n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    return [DATASETS[name].formatter(row, rng) for _ in range(n)]
+
+
+def test_sciq_shows_the_correct_answer_exactly_when_label_is_1():
+    outputs = format_many("sciq", SCIQ_ROW)
+    for text, label in outputs:
+        assert text.startswith("Q: What gas do plants absorb? A: ")
+        answer = text.split(" A: ", 1)[1]
+        assert (answer == "carbon dioxide") == (label == 1)
+        assert answer in {"carbon dioxide", "oxygen", "helium", "neon"}
+    share = np.mean([label for _, label in outputs])
+    assert 0.4 < share < 0.6  # a seeded 50/50 choice
+    assert outputs == format_many("sciq", SCIQ_ROW)  # and deterministic
+
+
+def test_boolq_uses_the_answer_as_label():
+    row = {"passage": "Water boils at 100 C at sea level.", "question": "does water boil at 100 c", "answer": True}
+    text, label = DATASETS["boolq"].formatter(row, np.random.default_rng(0))
+    assert text == "Passage: Water boils at 100 C at sea level.\nQuestion: does water boil at 100 c"
+    assert label == 1
+    assert DATASETS["boolq"].test_split == "validation"
+
+
+def test_anthropic_hh_labels_the_chosen_reply_1():
+    row = {"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go away"}
+    for text, label in format_many("anthropic_hh", row, n=50):
+        assert text == (row["chosen"] if label else row["rejected"])
+
+
+def test_cosmos_qa_shows_correct_or_another_answer():
+    row = {"context": "Sam left early.", "question": "Why?", "label": 2,
+           "answer0": "He was bored.", "answer1": "It rained.", "answer2": "He was ill.", "answer3": "No idea."}
+    for text, label in format_many("cosmos_qa", row, n=50):
+        assert text.startswith("Context: Sam left early.\nQuestion: Why?\nAnswer: ")
+        assert (text.endswith("He was ill.")) == (label == 1)
+    assert DATASETS["cosmos_qa"].test_split == "validation"
+
+
+def test_cosmos_qa_none_of_the_above_is_always_label_0():
+    row = {"context": "c", "question": "q", "label": 0,
+           "answer0": "None of the above choices .", "answer1": "a", "answer2": "b", "answer3": "d"}
+    for text, label in format_many("cosmos_qa", row, n=20):
+        assert label == 0 and "None of the above" not in text
+
+
+def test_amazon_polarity_joins_title_and_content():
+    row = {"title": "Great kettle", "content": "Boils fast.", "label": 1}
+    assert DATASETS["amazon_polarity"].formatter(row, np.random.default_rng(0)) == (
+        "Great kettle Boils fast.", 1)
+
+
+# --- BIG-bench -------------------------------------------------------------------------------
+
+TASK = {
+    "name": "epistemic_reasoning",
+    "examples": [
+        {"input": "Premise: A. Hypothesis: B.", "target_scores": {"entailment": 1, "non-entailment": 0}},
+        {"input": "Premise: C. Hypothesis: D.", "target_scores": {"entailment": 0, "non-entailment": 1}},
+    ],
+}
+
+
+def make_sdist(path, tasks):
+    with tarfile.open(path, "w:gz") as archive:
+        for folder, task in tasks.items():
+            payload = json.dumps(task).encode()
+            info = tarfile.TarInfo(f"bigbench-1.0.0/bigbench/benchmark_tasks/{folder}/task.json")
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_bigbench_task_becomes_binary_items(tmp_path):
+    path = tmp_path / "epistemic_reasoning.json"
+    path.write_text(json.dumps(TASK))
+    items = bigbench.load_task(path, "entailment")
+    assert [(item.text, item.label, item.row) for item in items] == [
+        ("Premise: A. Hypothesis: B.", 1, 1),
+        ("Premise: C. Hypothesis: D.", 0, 2),
+    ]
+
+
+def test_bigbench_non_binary_example_is_named(tmp_path):
+    task = {"examples": [{"input": "x", "target_scores": {"a": 1, "b": 0, "c": 0}}]}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(task))
+    with pytest.raises(DatasetError, match="example 1"):
+        bigbench.load_task(path, "a")
+
+
+def test_fetch_extracts_only_the_requested_tasks_after_checking_the_hash(tmp_path):
+    sdist = tmp_path / "bigbench-1.0.0.tar.gz"
+    sha = make_sdist(sdist, {"epistemic_reasoning": TASK, "fact_checker/fever": {"examples": []}})
+    out = tmp_path / "out" / "fever.json"
+    bigbench.fetch_tasks({"fact_checker/fever": out}, url=sdist.as_uri(), sha256=sha)
+    assert json.loads(out.read_text()) == {"examples": []}
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fever.json"]
+
+
+def test_fetch_refuses_a_sdist_with_the_wrong_hash(tmp_path):
+    sdist = tmp_path / "bigbench-1.0.0.tar.gz"
+    make_sdist(sdist, {"epistemic_reasoning": TASK})
+    out = tmp_path / "epistemic_reasoning.json"
+    with pytest.raises(DatasetError, match="expected 0000"):
+        bigbench.fetch_tasks({"epistemic_reasoning": out}, url=sdist.as_uri(), sha256="0000")
+    assert not out.exists()
+
+
+def test_fetch_names_a_missing_task(tmp_path):
+    sdist = tmp_path / "bigbench-1.0.0.tar.gz"
+    sha = make_sdist(sdist, {"epistemic_reasoning": TASK})
+    with pytest.raises(DatasetError, match="no task strategyqa"):
+        bigbench.fetch_tasks({"strategyqa": tmp_path / "s.json"}, url=sdist.as_uri(), sha256=sha)
+
+
+def test_fetch_unreachable_url_gives_a_hint(tmp_path):
+    with pytest.raises(DatasetError, match="by hand"):
+        bigbench.fetch_tasks({"strategyqa": tmp_path / "s.json"}, url=(tmp_path / "no.tar.gz").as_uri())
+
+
+# --- local files -----------------------------------------------------------------------------
+
+ROWS = [
+    {"question": "Is ice cold?", "answer": "yes", "y": 1},
+    {"question": "Is fire cold?", "answer": "yes", "y": 0},
+    {"question": "Is snow white?", "answer": "yes", "y": 1},
+]
+EXPECTED = [("Q: Is ice cold? A: yes", 1), ("Q: Is fire cold? A: yes", 0), ("Q: Is snow white? A: yes", 1)]
+
+
+def _write(tmp_path, fmt):
+    path = tmp_path / f"data.{fmt}"
+    if fmt == "jsonl":
+        write_jsonl(path, ROWS)
+    elif fmt == "json":
+        path.write_text(json.dumps(ROWS))
+    elif fmt == "csv":
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["question", "answer", "y"])
+            writer.writeheader()
+            writer.writerows(ROWS)
+    else:
+        pd.DataFrame(ROWS).to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "parquet"])
+def test_each_local_format_gives_the_same_items(tmp_path, fmt):
+    items = local.load_file(_write(tmp_path, fmt), text="Q: {question} A: {answer}", label="y")
+    assert [(item.text, item.label) for item in items] == EXPECTED
+    assert all(item.source == f"data.{fmt}" for item in items)
+
+
+def test_pairs_show_chosen_or_rejected_labelled_by_which(tmp_path):
+    rows = [{"chosen": f"good reply {i}", "rejected": f"bad reply {i}"} for i in range(100)]
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    pair = {"chosen": "chosen", "rejected": "rejected"}
+    items = local.load_file(path, pair=pair, seed=3)
+    for item, row in zip(items, rows):
+        assert item.text == (row["chosen"] if item.label else row["rejected"])
+    assert 35 < sum(item.label for item in items) < 65
+    assert items == local.load_file(path, pair=pair, seed=3)
+    assert items != local.load_file(path, pair=pair, seed=4)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DatasetError, match=f"dataset file {tmp_path}/gone.jsonl does not exist"):
+        local.load_file(tmp_path / "gone.jsonl")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DatasetError, match="empty.jsonl has no rows"):
+        local.load_file(tmp_path / "empty.jsonl")
+
+
+def test_row_without_label_names_the_row(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": 1}, {"text": "b"}])
+    with pytest.raises(DatasetError, match=r"d.jsonl, row 2: no 'label' field \(fields: text\)"):
+        local.load_file(path)
+
+
+@pytest.mark.parametrize("bad", [2, -1, 0.5, "yes", None])
+def test_label_outside_0_1_names_the_row(tmp_path, bad):
+    first = "1" if isinstance(bad, str) else 1
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": first}, {"text": "b", "label": bad}])
+    with pytest.raises(DatasetError, match="d.jsonl, row 2: "):
+        local.load_file(path)
+
+
+def test_mixed_label_types_are_an_error(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": 1}, {"text": "b", "label": "0"}])
+    with pytest.raises(DatasetError, match="row 2: label '0' is a string, but the labels before it are numbers"):
+        local.load_file(path)
+
+
+def test_non_utf8_line_is_named(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"text": "fine", "label": 1}\n{"text": "caf\xe9", "label": 0}\n')
+    with pytest.raises(DatasetError, match=r"d.jsonl, line 2: not valid UTF-8 \(byte 0xe9"):
+        local.load_file(path)
+
+
+def test_non_utf8_csv_is_named(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"text,label\nfine,1\n\xff\xfe,0\n")
+    with pytest.raises(DatasetError, match="d.csv, line 3: not valid UTF-8"):
+        local.load_file(path)
+
+
+def test_truncated_jsonl_is_named(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "la')
+    with pytest.raises(DatasetError, match="d.jsonl, line 2: invalid JSON .* truncated"):
+        local.load_file(path)
+
+
+def test_truncated_parquet_is_named(tmp_path):
+    path = tmp_path / "d.parquet"
+    pd.DataFrame(balanced_rows(50)).to_parquet(path)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DatasetError, match="d.parquet: not a readable parquet file"):
+        local.load_file(path)
+
+
+def test_template_field_missing_is_named(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"question": "q", "label": 1}])
+    with pytest.raises(DatasetError, match="row 1: the text template .* needs field 'answer'"):
+        local.load_file(path, text="{question} {answer}")
+
+
+def test_unknown_extension_asks_for_format(tmp_path):
+    path = tmp_path / "d.txt"
+    path.write_text("x")
+    with pytest.raises(DatasetError, match="set 'format'"):
+        local.load_file(path)
