@@ -1,0 +1,93 @@
+"""The Snakemake workflow itself: dry runs, a real prep run, and bad input stopping the run early."""
+
+import json
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO, balanced_rows, run_snakemake, write_jsonl
+
+
+def study(tmp_path, config) -> list[str]:
+    """Arguments that run the repository's workflow on ``config`` inside ``tmp_path``."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return ["-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(path)]
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run, as {rule: count}."""
+    lines = output.split("Job stats:")[1].splitlines()[3:]
+    counts = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_default_config_dry_run():
+    result = run_snakemake("-n", "--forceall")
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout) == {"download_bigbench": 1, "prep": 1, "all": 1}
+
+
+def test_two_datasets_two_seeds_dry_run(tmp_path):
+    data = write_jsonl(tmp_path / "local.jsonl", balanced_rows(30))
+    config = {
+        "seeds": [0, 1],
+        "datasets": {"mine": {"path": str(data)}, "epistemic_reasoning": {}},
+    }
+    result = run_snakemake("-n", *study(tmp_path, config))
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout) == {"prep": 4, "download_bigbench": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_prep_runs_for_real_on_a_local_file(tmp_path):
+    data = write_jsonl(tmp_path / "local.jsonl", balanced_rows(30))
+    config = {"splits": {"weak_train": 10, "w2s_train": 10, "test": 10},
+              "datasets": {"mine": {"path": str(data)}}}
+    result = run_snakemake("--cores", "1", *study(tmp_path, config))
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "results/mine/seed0/data/manifest.json").read_text())
+    assert {split: stats["n"] for split, stats in manifest["splits"].items()} == {
+        "weak_train": 10, "w2s_train": 10, "test": 10}
+    log = (tmp_path / "results/logs/prep/mine_seed0.log").read_text()
+    assert "weak_train: 10 items, 50% label 1" in log
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    config = {"splits": {"test": -4}, "bogus": True}
+    result = run_snakemake("--cores", "1", *study(tmp_path, config))
+    assert result.returncode != 0
+    assert "config key 'splits.test': -4 is less than the minimum of 2" in result.stderr
+    assert "unknown config key 'bogus'" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_hub_dataset_offline_fails_fast_with_a_hint(tmp_path):
+    started = time.monotonic()
+    result = run_snakemake("--cores", "1", *study(tmp_path, {"datasets": {"boolq": {}}}))
+    assert time.monotonic() - started < 10
+    assert result.returncode != 0
+    assert "config key 'datasets.boolq'" in result.stderr and "offline: false" in result.stderr
+
+
+def test_unknown_dataset_lists_known_names(tmp_path):
+    result = run_snakemake("-n", *study(tmp_path, {"datasets": {"imagenet": {}}}))
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "unknown dataset 'imagenet'. Known datasets: amazon_polarity, anthropic_hh" in output
+
+
+@pytest.mark.slow
+def test_bad_dataset_row_fails_the_prep_job_with_the_row_named(tmp_path):
+    data = tmp_path / "bad.jsonl"
+    data.write_bytes(b'{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n{"text": "\xff", "label": 1}\n')
+    result = run_snakemake("--cores", "1", *study(tmp_path, {"datasets": {"bad": {"path": str(data)}}}))
+    assert result.returncode != 0
+    assert f"{data}, line 3: not valid UTF-8" in result.stdout + result.stderr
+    assert not (tmp_path / "results/bad/seed0/data/manifest.json").exists()
