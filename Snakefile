@@ -10,6 +10,7 @@ min_version("9.0")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prep.smk"
+include: "workflow/rules/models.smk"
 
 
 rule all:

@@ -6,6 +6,11 @@ from pathlib import Path
 
 import pytest
 
+# Tests never touch the network: the hub clients fail at once instead of trying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -37,3 +42,28 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present beside the project")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def prepared_models(tmp_path_factory):
+    """Both default models, prepared once per test session as the prepare_model rule does."""
+    from w2s_eda.models import prepare_model
+
+    root = tmp_path_factory.mktemp("models")
+    specs = {
+        "smollm2-135m": {"packaged": "smollm2-135m-instruct", "trust_remote_code": False},
+        "minilm-l6": {"packaged": "all-minilm-l6-v2", "trust_remote_code": False},
+    }
+    for name, spec in specs.items():
+        prepare_model(name, spec, root / name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def strong_engine(prepared_models):
+    import torch
+
+    from w2s_eda.generation import make_engine
+
+    torch.set_num_threads(2)
+    return make_engine(prepared_models / "smollm2-135m", device="cpu")

@@ -79,6 +79,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
         lines = sorted({_describe(error) for error in errors})
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     _check_datasets(filled)
+    _check_models(filled)
     return filled
 
 
@@ -120,6 +121,26 @@ def _check_datasets(config: dict) -> None:
                 "Either set 'offline: false' on a machine with internet, or export the data to a "
                 f"local file and use `{name}: {{path: data/{name}.jsonl}}`."
             )
+
+
+def _check_models(config: dict) -> None:
+    from .models import check_model_spec
+
+    for name, spec in config["models"].items():
+        check_model_spec(name, spec, config["offline"])
+    for index, pair in enumerate(config["pairs"]):
+        for role in ("weak", "strong"):
+            if pair[role] not in config["models"]:
+                raise ConfigError(
+                    f"config key 'pairs[{index}].{role}': unknown model '{pair[role]}'; "
+                    f"models defined under 'models': {', '.join(config['models'])}"
+                )
+
+
+def model_names(config: dict, role: str | None = None) -> list[str]:
+    """Models used by some pair (in one role, if given), in config order, without repeats."""
+    roles = (role,) if role else ("weak", "strong")
+    return list(dict.fromkeys(pair[r] for pair in config["pairs"] for r in roles))
 
 
 def split_sizes(config: dict, dataset: str) -> dict[str, int]:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from w2s_eda.config import local_files, split_sizes, validate_config
+from w2s_eda.config import local_files, model_names, split_sizes, validate_config
 from w2s_eda.data.registry import DATASETS
 from w2s_eda.errors import ConfigError
 
@@ -16,6 +16,7 @@ try:
     )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+
 
 def _alternatives(values):
     """A wildcard regex matching exactly these values (and nothing, if there are none)."""
@@ -40,6 +41,7 @@ wildcard_constraints:
     dataset=_alternatives(config["datasets"]),
     seed=_alternatives(config["seeds"]),
     bigbench_task=_alternatives(BIGBENCH_TASKS),
+    model=_alternatives(config["models"]),
 
 
 def prep_inputs(wildcards):
@@ -65,10 +67,13 @@ def bigbench_folder(wildcards):
     return DATASETS[wildcards.bigbench_task].bigbench_task
 
 
+def model_spec(wildcards):
+    return config["models"][wildcards.model]
+
+
 def study_targets():
     """Everything `rule all` asks for; later stages add their outputs here."""
-    return expand(
-        rules.prep.output.manifest,
-        dataset=config["datasets"],
-        seed=config["seeds"],
-    )
+    return [
+        *expand(rules.prep.output.manifest, dataset=config["datasets"], seed=config["seeds"]),
+        *expand(rules.prepare_model.output.manifest, model=model_names(config)),
+    ]

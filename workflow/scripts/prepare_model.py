@@ -1,0 +1,17 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from pathlib import Path
+
+from w2s_eda.logs import run_stage
+from w2s_eda.models import prepare_model
+
+run_stage(
+    lambda: prepare_model(
+        name=snakemake.wildcards.model,
+        spec=snakemake.params.spec,
+        out_dir=Path(snakemake.output.manifest).parent,
+        offline=snakemake.params.offline,
+    )
+)
