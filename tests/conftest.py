@@ -66,4 +66,5 @@ def strong_engine(prepared_models):
     from w2s_eda.generation import make_engine
 
     torch.set_num_threads(2)
-    return make_engine(prepared_models / "smollm2-135m", device="cpu")
+    # float32: the engine must then match HF generate token for token (bf16 drifts with padding).
+    return make_engine(prepared_models / "smollm2-135m", device="cpu", dtype="float32")

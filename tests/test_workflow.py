@@ -31,7 +31,8 @@ def job_counts(output: str) -> dict[str, int]:
 def test_default_config_dry_run():
     result = run_snakemake("-n", "--forceall")
     assert result.returncode == 0, result.stderr
-    assert job_counts(result.stdout) == {"download_bigbench": 1, "prep": 1, "all": 1}
+    assert job_counts(result.stdout) == {
+        "download_bigbench": 1, "prep": 1, "prepare_model": 2, "all": 1}
 
 
 def test_two_datasets_two_seeds_dry_run(tmp_path):
@@ -42,7 +43,8 @@ def test_two_datasets_two_seeds_dry_run(tmp_path):
     }
     result = run_snakemake("-n", *study(tmp_path, config))
     assert result.returncode == 0, result.stderr
-    assert job_counts(result.stdout) == {"prep": 4, "download_bigbench": 1, "all": 1}
+    assert job_counts(result.stdout) == {
+        "prep": 4, "download_bigbench": 1, "prepare_model": 2, "all": 1}
 
 
 @pytest.mark.slow

@@ -80,6 +80,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     _check_datasets(filled)
     _check_models(filled)
+    _check_stages(filled)
     return filled
 
 
@@ -135,6 +136,18 @@ def _check_models(config: dict) -> None:
                     f"config key 'pairs[{index}].{role}': unknown model '{pair[role]}'; "
                     f"models defined under 'models': {', '.join(config['models'])}"
                 )
+
+
+def _check_stages(config: dict) -> None:
+    from .prompts import check_templates
+
+    check_templates(config)
+    judge = config["debate"]["judge"]
+    if "model" in judge and judge["model"] not in config["models"]:
+        raise ConfigError(
+            f"config key 'debate.judge.model': unknown model '{judge['model']}'; "
+            f"models defined under 'models': {', '.join(config['models'])}"
+        )
 
 
 def model_names(config: dict, role: str | None = None) -> list[str]:
