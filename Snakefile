@@ -11,6 +11,8 @@ min_version("9.0")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prep.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/explain.smk"
+include: "workflow/rules/debate.smk"
 
 
 rule all:

@@ -118,3 +118,27 @@ def test_a_killed_generation_resumes_to_the_uninterrupted_result(prepared_models
     assert resumed_out["computed"] == list(range(len(finished), 4))
     for name, mtime in finished.items():
         assert (work / name).stat().st_mtime_ns == mtime  # finished chunks untouched
+
+
+def test_label_probabilities_read_the_label_words_logits(strong_engine):
+    import torch
+
+    prompt = render_chat(strong_engine.tokenizer, "Is the sky blue? Answer yes or no.")
+    tokenizer, model = strong_engine.tokenizer, strong_engine.model
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+
+    def sequence_logprob(word):
+        word_ids = tokenizer(word, add_special_tokens=False).input_ids
+        full = torch.cat([ids, torch.tensor([word_ids])], dim=1)
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(full).logits[0, :-1].float(), -1)
+        return sum(logprobs[ids.shape[1] - 1 + k, t] for k, t in enumerate(word_ids))
+
+    # distinct first tokens: one pass over the next-token logits
+    (p,) = strong_engine.label_probabilities([prompt], ["no", "yes"])
+    expected = torch.softmax(torch.stack([sequence_logprob("no"), sequence_logprob("yes")]), 0)[1]
+    assert abs(p - float(expected)) < 1e-4
+    # a shared first token ("N"): each word's whole token sequence is scored
+    (p,) = strong_engine.label_probabilities([prompt], ["Nope", "Noodle"])
+    expected = torch.softmax(torch.stack([sequence_logprob("Nope"), sequence_logprob("Noodle")]), 0)[1]
+    assert abs(p - float(expected)) < 1e-4

@@ -32,7 +32,8 @@ def test_default_config_dry_run():
     result = run_snakemake("-n", "--forceall")
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout) == {
-        "download_bigbench": 1, "prep": 1, "prepare_model": 2, "all": 1}
+        "download_bigbench": 1, "prep": 1, "prepare_model": 2, "explain_shard": 1, "explain": 1,
+        "debate_round": 2, "debate": 1, "all": 1}
 
 
 def test_two_datasets_two_seeds_dry_run(tmp_path):
@@ -44,7 +45,8 @@ def test_two_datasets_two_seeds_dry_run(tmp_path):
     result = run_snakemake("-n", *study(tmp_path, config))
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout) == {
-        "prep": 4, "download_bigbench": 1, "prepare_model": 2, "all": 1}
+        "prep": 4, "download_bigbench": 1, "prepare_model": 2, "explain_shard": 4, "explain": 4,
+        "debate_round": 8, "debate": 4, "all": 1}
 
 
 @pytest.mark.slow
@@ -52,7 +54,8 @@ def test_prep_runs_for_real_on_a_local_file(tmp_path):
     data = write_jsonl(tmp_path / "local.jsonl", balanced_rows(30))
     config = {"splits": {"weak_train": 10, "w2s_train": 10, "test": 10},
               "datasets": {"mine": {"path": str(data)}}}
-    result = run_snakemake("--cores", "1", *study(tmp_path, config))
+    target = "results/mine/seed0/data/manifest.json"  # prep alone; other tests run the models
+    result = run_snakemake("--cores", "1", *study(tmp_path, config), target)
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "results/mine/seed0/data/manifest.json").read_text())
     assert {split: stats["n"] for split, stats in manifest["splits"].items()} == {
@@ -89,7 +92,9 @@ def test_unknown_dataset_lists_known_names(tmp_path):
 def test_bad_dataset_row_fails_the_prep_job_with_the_row_named(tmp_path):
     data = tmp_path / "bad.jsonl"
     data.write_bytes(b'{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n{"text": "\xff", "label": 1}\n')
-    result = run_snakemake("--cores", "1", *study(tmp_path, {"datasets": {"bad": {"path": str(data)}}}))
+    config = {"datasets": {"bad": {"path": str(data)}}}
+    result = run_snakemake(
+        "--cores", "1", *study(tmp_path, config), "results/bad/seed0/data/manifest.json")
     assert result.returncode != 0
     assert f"{data}, line 3: not valid UTF-8" in result.stdout + result.stderr
     assert not (tmp_path / "results/bad/seed0/data/manifest.json").exists()

@@ -127,13 +127,7 @@ class HFEngine:
 
         started = time.monotonic()
         device = self.model.device
-        width = max(len(ids) for ids in encoded)
-        input_ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for i, ids in enumerate(encoded):
-            input_ids[i, width - len(ids) :] = torch.tensor(ids)
-            mask[i, width - len(ids) :] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
+        input_ids, mask = self._left_pad(encoded)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         eos = torch.tensor(self.eos, device=device)
         generator = None
@@ -178,44 +172,57 @@ class HFEngine:
     def label_probabilities(
         self, prompts: Sequence[str], label_words: Sequence[str], batch_size: int = 32
     ) -> list[float]:
-        """P(label 1) per prompt, from the logits of the two label words as the next answer.
+        """P(label 1) per prompt, read from the logits of the two label words as the answer.
 
-        Each word is scored by its whole token sequence (log-probability summed), then the two
-        scores are normalised against each other. Nothing is parsed from generated text.
+        When the words start with different tokens (the usual case), one forward pass per prompt
+        reads the next-token logits of those first tokens. When they share a first token, each
+        word's whole token sequence is scored instead. The two scores are normalised against each
+        other; nothing is parsed from generated text.
         """
         import torch
 
         words = [self.tokenizer(w, add_special_tokens=False)["input_ids"] for w in label_words]
+        if words[0][0] != words[1][0]:
+            words = [word[:1] for word in words]
         encoded = self.encode(prompts)
-        scores = [[0.0, 0.0] for _ in prompts]
-        device = self.model.device
-        for label, word in enumerate(words):
-            rows = [ids + word for ids in encoded]
+        scores = torch.zeros((len(prompts), 2))
+        if len(words[0]) == len(words[1]) == 1:
+            passes = [(None, encoded)]  # one pass scores both first tokens
+        else:
+            passes = [(label, [ids + words[label] for ids in encoded]) for label in (0, 1)]
+        for label, rows in passes:
+            continuation = 1 if label is None else len(words[label])
             order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
-                width = max(len(rows[i]) for i in batch)
-                input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for j, i in enumerate(batch):
-                    input_ids[j, width - len(rows[i]) :] = torch.tensor(rows[i])
-                    mask[j, width - len(rows[i]) :] = 1
-                input_ids, mask = input_ids.to(device), mask.to(device)
+                input_ids, mask = self._left_pad([rows[i] for i in batch])
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)
                 with torch.inference_mode():
                     logits = self.model(
                         input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                        logits_to_keep=len(word) + 1,
+                        logits_to_keep=continuation if label is None else continuation + 1,
                     ).logits.float()
-                # logits[:, k] predicts the token at position width - len(word) - 1 + k + 1
-                logprobs = torch.log_softmax(logits[:, :-1, :], dim=-1)
-                target = torch.tensor(word, device=device).expand(len(batch), -1)
-                total = logprobs.gather(-1, target[..., None]).squeeze(-1).sum(-1)
-                for j, i in enumerate(batch):
-                    scores[i][label] = float(total[j])
-        return [
-            float(torch.softmax(torch.tensor(pair), dim=0)[1]) for pair in scores
-        ]
+                logprobs = torch.log_softmax(logits, dim=-1)
+                if label is None:
+                    first = torch.tensor([words[0][0], words[1][0]], device=logprobs.device)
+                    scores[batch] = logprobs[:, -1, first].cpu()
+                else:
+                    # position k of the kept logits predicts continuation token k
+                    target = torch.tensor(words[label], device=logprobs.device)
+                    picked = logprobs[:, :-1, :].gather(-1, target.expand(len(batch), -1)[..., None])
+                    scores[batch, label] = picked.squeeze(-1).sum(-1).cpu()
+        return torch.softmax(scores, dim=-1)[:, 1].tolist()
+
+    def _left_pad(self, rows: list[list[int]]):
+        import torch
+
+        width = max(len(ids) for ids in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, ids in enumerate(rows):
+            input_ids[i, width - len(ids) :] = torch.tensor(ids)
+            mask[i, width - len(ids) :] = 1
+        return input_ids.to(self.model.device), mask.to(self.model.device)
 
     @staticmethod
     def _next_token(logits, settings: GenerationSettings, generator):

@@ -42,6 +42,9 @@ wildcard_constraints:
     seed=_alternatives(config["seeds"]),
     bigbench_task=_alternatives(BIGBENCH_TASKS),
     model=_alternatives(config["models"]),
+    strong=_alternatives(model_names(config, "strong")),
+    shard=r"\d+",
+    round=r"\d+",
 
 
 def prep_inputs(wildcards):
@@ -76,4 +79,80 @@ def study_targets():
     return [
         *expand(rules.prep.output.manifest, dataset=config["datasets"], seed=config["seeds"]),
         *expand(rules.prepare_model.output.manifest, model=model_names(config)),
+        *expand(rules.explain.output.explanations, **study_cells()),
+        *expand(rules.debate.output.debates, **study_cells()),
     ]
+
+
+# --- the strong model's stages (explain, debate) ------------------------------------------------
+
+
+def strong_stage_inputs(wildcards):
+    """The splits, the dataset manifest and the prepared strong model."""
+    prep = rules.prep.output
+    files = {
+        split: getattr(prep, split).format(dataset=wildcards.dataset, seed=wildcards.seed)
+        for split in ("weak_train", "w2s_train", "test")
+    }
+    files["manifest"] = prep.manifest.format(dataset=wildcards.dataset, seed=wildcards.seed)
+    files["model"] = rules.prepare_model.output.manifest.format(model=wildcards.strong)
+    return files
+
+
+def chunk_dir(wildcards, output):
+    """Where a stage's finished chunks live, beside (not inside) its declared outputs."""
+    return str(Path(output[0]).parent / "chunks")
+
+
+def explain_shards(wildcards):
+    return expand(
+        rules.explain_shard.output.shard,
+        shard=range(config["explain"]["n_shards"]),
+        dataset=wildcards.dataset,
+        seed=wildcards.seed,
+        strong=wildcards.strong,
+    )
+
+
+def _round_shard(wildcards, round_number, shard=None):
+    values = {key: wildcards[key] for key in ("dataset", "seed", "strong")}
+    values["shard"] = wildcards.shard if shard is None else shard
+    values["round"] = round_number
+    return rules.debate_round.output.shard.format(**values)
+
+
+def debate_round_inputs(wildcards):
+    files = strong_stage_inputs(wildcards)
+    if int(wildcards.round) > 1:
+        files["previous"] = _round_shard(wildcards, int(wildcards.round) - 1)
+    return files
+
+
+def debate_round_params(wildcards):
+    """The debate settings one round depends on: not n_rounds, so adding a round reruns nothing."""
+    return {
+        key: value
+        for key, value in config["debate"].items()
+        if key not in ("n_rounds", "judge", "drift_sample", "drift_template")
+    }
+
+
+def debate_inputs(wildcards):
+    files = strong_stage_inputs(wildcards)
+    files["shards"] = [
+        _round_shard(wildcards, config["debate"]["n_rounds"], shard)
+        for shard in range(config["debate"]["n_shards"])
+    ]
+    judge = config["debate"]["judge"]
+    if judge["enabled"] and "model" in judge:
+        files["judge_model"] = rules.prepare_model.output.manifest.format(model=judge["model"])
+    return files
+
+
+def study_cells():
+    """(dataset, seed, strong model) combinations the strong model's stages run for."""
+    return {
+        "dataset": list(config["datasets"]),
+        "seed": config["seeds"],
+        "strong": model_names(config, "strong"),
+    }

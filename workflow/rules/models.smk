@@ -6,6 +6,8 @@ rule prepare_model:
         manifest="resources/models/{model}/w2s_model.json",
     log:
         "results/logs/prepare_model/{model}.log",
+    benchmark:
+        "results/benchmarks/prepare_model/{model}.tsv"
     conda:
         "../../envs/generation.yaml"
     resources:

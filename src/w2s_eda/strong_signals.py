@@ -1,0 +1,356 @@
+"""The strong model's signals: explanations (for the facilitation function) and debates (D).
+
+Both stages work on every item of every split, in a fixed order (weak_train, w2s_train, test),
+cut into chunks of ``generation.chunk_size`` items. Chunk k belongs to shard k mod n_shards, so a
+sharded run computes exactly the batches an unsharded run does, and its gathered output is equal.
+Chunks are written as they finish: a killed job resumes at the first unfinished one.
+
+Items are read without their labels: no prompt can see a gold label. The gather steps read the
+labels only to score the strong model (zero-shot accuracy, judge accuracy) in the stage stats.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data.splits import SPLITS
+from .generation import (
+    GenerationSettings,
+    fingerprint,
+    make_engine,
+    render_chat,
+    run_chunked,
+)
+from .io import atomic_path, read_json, write_json
+from .models import MODEL_MANIFEST
+from .prompts import item_fields, template_hash
+
+log = logging.getLogger(__name__)
+
+
+def read_items(split_paths: dict[str, str]) -> pd.DataFrame:
+    """All items in stage order, with ``id``, ``split`` and ``text`` only (never the label)."""
+    frames = []
+    for split in SPLITS:
+        frame = pd.read_parquet(split_paths[split], columns=["id", "text"])
+        frame.insert(1, "split", split)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_labels(split_paths: dict[str, str]) -> np.ndarray:
+    """Gold labels in stage order, for scoring the strong model in the stats only."""
+    return np.concatenate(
+        [pd.read_parquet(split_paths[split], columns=["label"])["label"].to_numpy() for split in SPLITS]
+    )
+
+
+def settings_for(generation: dict, seed: int, max_new_tokens: int, stop=()) -> GenerationSettings:
+    return GenerationSettings(
+        max_new_tokens=max_new_tokens,
+        do_sample=generation["do_sample"],
+        temperature=generation["temperature"],
+        top_p=generation["top_p"],
+        seed=seed,
+        stop_strings=tuple(stop),
+        batch_size=generation["batch_size"],
+    )
+
+
+def model_identity(model_dir: str | Path, engine) -> dict:
+    manifest = read_json(Path(model_dir) / MODEL_MANIFEST)
+    keep = ("name", "source", "spec", "gguf_sha256", "revision_resolved", "n_parameters")
+    identity = {key: manifest[key] for key in keep if key in manifest}
+    identity["dtype"] = str(getattr(engine.model, "dtype", "vllm")).replace("torch.", "")
+    return identity
+
+
+def write_frame(path: str | Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def _token_stats(tokens) -> dict:
+    tokens = np.asarray(tokens, dtype=float)
+    return {
+        "mean": float(tokens.mean()),
+        "p50": float(np.percentile(tokens, 50)),
+        "p95": float(np.percentile(tokens, 95)),
+    }
+
+
+# --- explain -----------------------------------------------------------------------------------
+
+
+def explain_shard(
+    split_paths: dict[str, str],
+    dataset_manifest: str,
+    model_dir: str,
+    explain: dict,
+    generation: dict,
+    seed: int,
+    device: str,
+    work_dir: str,
+    shard: int,
+    output: str,
+) -> None:
+    items = read_items(split_paths)
+    info = read_json(dataset_manifest)
+    engine = make_engine(model_dir, generation["backend"], device, generation["dtype"])
+    identity = model_identity(model_dir, engine)
+    fields = [item_fields(text, info) for text in items["text"]]
+    prompts = [render_chat(engine.tokenizer, explain["template"].format(**f)) for f in fields]
+    zero_shot = [
+        render_chat(engine.tokenizer, explain["zero_shot_template"].format(**f)) for f in fields
+    ]
+    settings = settings_for(generation, seed, explain["max_new_tokens"])
+
+    def compute(indices):
+        completions = engine.generate([prompts[i] for i in indices], settings)
+        p_label1 = engine.label_probabilities([zero_shot[i] for i in indices], info["label_names"])
+        return [
+            {"explanation": c.text, "n_new_tokens": c.n_new_tokens, "seconds": c.seconds, "p_label1": p}
+            for c, p in zip(completions, p_label1)
+        ]
+
+    def key(indices):
+        chunk = [(items.id[i], prompts[i], zero_shot[i]) for i in indices]
+        return fingerprint(identity, asdict(settings), info["label_names"], chunk)
+
+    records, _ = run_chunked(
+        compute, len(items), work_dir, generation["chunk_size"], key,
+        shard=(shard, explain["n_shards"]), desc=f"explain shard {shard + 1}/{explain['n_shards']}",
+    )
+    rows = [
+        {"position": i, "id": items.id[i], "split": items.split[i], "prompt": prompts[i],
+         "explanation": r["explanation"], "p_label1": r["p_label1"],
+         "n_tokens": r["n_new_tokens"], "seconds": r["seconds"]}
+        for i, r in sorted(records.items())
+    ]
+    frame = pd.DataFrame(rows)
+    frame["model"] = identity["name"]
+    frame["dtype"] = identity["dtype"]
+    write_frame(output, frame)
+
+
+def _gather(shard_paths: list[str]) -> pd.DataFrame:
+    frame = pd.concat([pd.read_parquet(path) for path in shard_paths], ignore_index=True)
+    return frame.sort_values("position", kind="stable").reset_index(drop=True)
+
+
+def _scores(labels: np.ndarray, p_label1: np.ndarray, splits: pd.Series) -> dict:
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    test = (splits == "test").to_numpy()
+    y, p = labels[test], p_label1[test]
+    return {
+        "test_accuracy": float(accuracy_score(y, p > 0.5)),
+        "test_auroc": float(roc_auc_score(y, p)) if len(set(y)) == 2 else None,
+        "n_test": int(test.sum()),
+    }
+
+
+def gather_explain(
+    shard_paths: list[str], split_paths: dict[str, str], explain: dict, generation: dict,
+    seed: int, output: str, stats_path: str,
+) -> dict:
+    frame = _gather(shard_paths)
+    frame["template_sha256"] = template_hash(explain["template"], explain["zero_shot_template"])
+    frame["seed"] = seed
+    frame["max_new_tokens"] = explain["max_new_tokens"]
+    frame["do_sample"] = generation["do_sample"]
+    write_frame(output, frame)
+    labels = read_labels(split_paths)
+    stats = {
+        "n_items": len(frame),
+        "explanation_tokens": _token_stats(frame.n_tokens),
+        "tokens_per_second": float(frame.n_tokens.sum() / frame.seconds.sum()),
+        "strong_zero_shot": _scores(labels, frame.p_label1.to_numpy(), frame.split),
+        "model": frame.model.iloc[0],
+        "dtype": frame.dtype.iloc[0],
+    }
+    write_json(stats_path, stats)
+    log.info("explanations: %s", json.dumps(stats))
+    return stats
+
+
+# --- debate ------------------------------------------------------------------------------------
+
+
+def side_of(debater: int) -> int:
+    """Debater 0 argues label 1, debater 1 label 0, and so on: sides follow label values."""
+    return 1 - debater % 2
+
+
+def format_transcript(turns: list[dict], label_names) -> str:
+    return "\n".join(
+        f'Debater {t["debater"] + 1} (argues "{label_names[t["side"]]}"), round {t["round"]}: '
+        f'{t["text"].strip()}'
+        for t in turns
+    )
+
+
+def debate_prompt(debate: dict, fields: dict, turns: list[dict], debater: int, label_names) -> str:
+    """The user turn of one debater: the opening when it has seen no argument, else a rebuttal."""
+    side = side_of(debater)
+    values = {
+        **fields,
+        "side": label_names[side],
+        "other_side": label_names[1 - side],
+        "max_words": max(1, round(debate["max_new_tokens"] * 0.75)),
+    }
+    if not turns:
+        return debate["opening_template"].format(**values)
+    return debate["rebuttal_template"].format(transcript=format_transcript(turns, label_names), **values)
+
+
+def visible_turns(turns: list[dict], round_number: int, debater: int, protocol: str) -> list[dict]:
+    """What a debater sees: earlier rounds, plus (sequential) earlier debaters of this round."""
+    if protocol == "sequential":
+        return [t for t in turns if t["round"] < round_number or t["debater"] < debater]
+    return [t for t in turns if t["round"] < round_number]
+
+
+def debate_round_shard(
+    round_number: int,
+    split_paths: dict[str, str],
+    dataset_manifest: str,
+    model_dir: str,
+    debate: dict,
+    generation: dict,
+    seed: int,
+    device: str,
+    previous: str | None,
+    work_dir: str,
+    shard: int,
+    output: str,
+) -> None:
+    """One round for one shard's items; the output holds every turn up to this round."""
+    items = read_items(split_paths)
+    info = read_json(dataset_manifest)
+    names = info["label_names"]
+    engine = make_engine(model_dir, generation["backend"], device, generation["dtype"])
+    identity = model_identity(model_dir, engine)
+    settings = settings_for(generation, seed, debate["max_new_tokens"])
+    turns: dict[int, list[dict]] = {}
+    if previous:
+        earlier = pd.read_parquet(previous)
+        turns = {int(p): json.loads(t) for p, t in zip(earlier.position, earlier.turns)}
+    fields = {}
+
+    for debater in range(debate["n_debaters"]):
+
+        def prompt(i, debater=debater):
+            if i not in fields:
+                fields[i] = item_fields(items.text[i], info)
+            seen = visible_turns(turns.get(i, []), round_number, debater, debate["protocol"])
+            return render_chat(engine.tokenizer, debate_prompt(debate, fields[i], seen, debater, names))
+
+        def compute(indices, debater=debater):
+            completions = engine.generate([prompt(i) for i in indices], settings)
+            return [{"text": c.text, "n_new_tokens": c.n_new_tokens, "seconds": c.seconds}
+                    for c in completions]
+
+        def key(indices):
+            return fingerprint(identity, asdict(settings), [(items.id[i], prompt(i)) for i in indices])
+
+        records, _ = run_chunked(
+            compute, len(items), Path(work_dir) / f"debater{debater + 1}",
+            generation["chunk_size"], key, shard=(shard, debate["n_shards"]),
+            desc=f"debate round {round_number} debater {debater + 1} shard {shard + 1}",
+        )
+        for i, record in records.items():
+            turns.setdefault(i, []).append({
+                "round": round_number, "debater": debater, "side": side_of(debater),
+                "text": record["text"], "tokens": record["n_new_tokens"],
+                "seconds": record["seconds"],
+            })
+    owned = sorted(i for i in turns if any(t["round"] == round_number for t in turns[i]))
+    frame = pd.DataFrame({
+        "position": owned,
+        "id": [items.id[i] for i in owned],
+        "split": [items.split[i] for i in owned],
+        "turns": [json.dumps(turns[i]) for i in owned],
+    })
+    frame["model"] = identity["name"]
+    frame["dtype"] = identity["dtype"]
+    write_frame(output, frame)
+
+
+def gather_debate(
+    shard_paths: list[str],
+    split_paths: dict[str, str],
+    dataset_manifest: str,
+    model_dir: str,
+    judge_model_dir: str | None,
+    debate: dict,
+    generation: dict,
+    seed: int,
+    device: str,
+    output: str,
+    stats_path: str,
+) -> dict:
+    frame = _gather(shard_paths)
+    info = read_json(dataset_manifest)
+    names = info["label_names"]
+    texts = read_items(split_paths)["text"]
+    all_turns = [json.loads(t) for t in frame.turns]
+    transcripts = [format_transcript(t, names) for t in all_turns]
+    labels = read_labels(split_paths)
+    stats: dict = {"n_items": len(frame), "protocol": debate["protocol"],
+                   "n_debaters": debate["n_debaters"], "n_rounds": debate["n_rounds"], "rounds": {}}
+    judge_p = [None] * len(frame)
+    needs_model = debate["judge"]["enabled"] or debate["drift_sample"] > 0
+    engine = make_engine(model_dir, generation["backend"], device, generation["dtype"]) if needs_model else None
+    rng = np.random.default_rng(seed)
+    for round_number in range(1, debate["n_rounds"] + 1):
+        round_turns = [(i, t) for i, turns in enumerate(all_turns) for t in turns
+                       if t["round"] == round_number]
+        round_stats = {"argument_tokens": _token_stats([t["tokens"] for _, t in round_turns]),
+                       "tokens_per_second": sum(t["tokens"] for _, t in round_turns)
+                       / max(1e-9, sum(t["seconds"] for _, t in round_turns))}
+        if debate["drift_sample"] > 0:
+            picked = rng.permutation(len(round_turns))[: debate["drift_sample"]]
+            sample = [round_turns[k] for k in sorted(picked)]
+            prompts = [
+                render_chat(engine.tokenizer, debate["drift_template"].format(
+                    argument=t["text"].strip(), **item_fields(texts[i], info)))
+                for i, t in sample
+            ]
+            p_label1 = engine.label_probabilities(prompts, names)
+            drifted = [(p > 0.5) != bool(t["side"]) for (_, t), p in zip(sample, p_label1)]
+            round_stats["side_drift_rate"] = float(np.mean(drifted))
+            round_stats["side_drift_scored"] = len(sample)
+        stats["rounds"][str(round_number)] = round_stats
+    if debate["judge"]["enabled"]:
+        judge = engine
+        if judge_model_dir and judge_model_dir != model_dir:
+            judge = make_engine(judge_model_dir, generation["backend"], device, generation["dtype"])
+        prompts = [
+            render_chat(judge.tokenizer, debate["judge"]["template"].format(
+                transcript=transcript, **item_fields(text, info)))
+            for text, transcript in zip(texts, transcripts)
+        ]
+        judge_p = judge.label_probabilities(prompts, names)
+        stats["judge"] = _scores(labels, np.asarray(judge_p), frame.split)
+    result = pd.DataFrame({
+        "id": frame.id, "split": frame.split,
+        "turns": [[{k: t[k] for k in ("round", "debater", "side", "text", "tokens")} for t in turns]
+                  for turns in all_turns],
+        "transcript": transcripts,
+        "judge_p_label1": judge_p,
+        "model": frame.model, "dtype": frame.dtype,
+    })
+    result["protocol"] = debate["protocol"]
+    result["template_sha256"] = template_hash(debate["opening_template"], debate["rebuttal_template"])
+    result["seed"] = seed
+    write_frame(output, result)
+    write_json(stats_path, stats)
+    log.info("debates: %s", json.dumps(stats))
+    return stats

@@ -1,0 +1,21 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from w2s_eda.logs import run_stage
+from w2s_eda.strong_signals import explain_shard
+
+run_stage(
+    lambda: explain_shard(
+        split_paths={split: snakemake.input[split] for split in ("weak_train", "w2s_train", "test")},
+        dataset_manifest=snakemake.input.manifest,
+        model_dir=snakemake.input.model.rsplit("/", 1)[0],
+        explain=snakemake.params.explain,
+        generation=snakemake.params.generation,
+        seed=int(snakemake.wildcards.seed),
+        device=snakemake.params.device,
+        work_dir=snakemake.params.work_dir,
+        shard=int(snakemake.wildcards.shard),
+        output=snakemake.output.shard,
+    )
+)
