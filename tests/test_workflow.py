@@ -98,3 +98,12 @@ def test_bad_dataset_row_fails_the_prep_job_with_the_row_named(tmp_path):
     assert result.returncode != 0
     assert f"{data}, line 3: not valid UTF-8" in result.stdout + result.stderr
     assert not (tmp_path / "results/bad/seed0/data/manifest.json").exists()
+
+
+def test_paper_config_dry_runs():
+    """config/paper.yaml (hub datasets and models, 3 seeds, sharded stages) builds its DAG offline."""
+    result = run_snakemake("-n", "--configfile", "config/paper.yaml")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    counts = job_counts(result.stdout)
+    assert counts["prep"] == 15 and counts["explain_shard"] == 15 * 8
+    assert counts["debate_round"] == 15 * 3 * 8 and counts["prepare_model"] == 2
