@@ -10,7 +10,9 @@ from conftest import REPO, balanced_rows, run_snakemake, write_jsonl
 
 
 def study(tmp_path, config) -> list[str]:
-    """Arguments that run the repository's workflow on ``config`` inside ``tmp_path``."""
+    """Arguments that run the repository's workflow on ``config`` inside ``tmp_path``.
+
+    They end with ``--configfile``, which takes several values: put any target before them."""
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return ["-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(path)]
@@ -55,7 +57,7 @@ def test_prep_runs_for_real_on_a_local_file(tmp_path):
     config = {"splits": {"weak_train": 10, "w2s_train": 10, "test": 10},
               "datasets": {"mine": {"path": str(data)}}}
     target = "results/mine/seed0/data/manifest.json"  # prep alone; other tests run the models
-    result = run_snakemake("--cores", "1", *study(tmp_path, config), target)
+    result = run_snakemake(target, "--cores", "1", *study(tmp_path, config))
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "results/mine/seed0/data/manifest.json").read_text())
     assert {split: stats["n"] for split, stats in manifest["splits"].items()} == {
@@ -93,8 +95,8 @@ def test_bad_dataset_row_fails_the_prep_job_with_the_row_named(tmp_path):
     data = tmp_path / "bad.jsonl"
     data.write_bytes(b'{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n{"text": "\xff", "label": 1}\n')
     config = {"datasets": {"bad": {"path": str(data)}}}
-    result = run_snakemake(
-        "--cores", "1", *study(tmp_path, config), "results/bad/seed0/data/manifest.json")
+    target = "results/bad/seed0/data/manifest.json"
+    result = run_snakemake(target, "--cores", "1", *study(tmp_path, config))
     assert result.returncode != 0
     assert f"{data}, line 3: not valid UTF-8" in result.stdout + result.stderr
     assert not (tmp_path / "results/bad/seed0/data/manifest.json").exists()
