@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
