@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CORES ?= all
 
-.PHONY: setup run test test-fast dryrun lint clean-results
+.PHONY: setup run test test-fast dryrun lint gpu-smoke clean-results
 
 setup: $(STAMP)
 
@@ -37,6 +37,13 @@ test: $(STAMP) lint
 # Skips the tests marked slow (real models, real workflow runs); CI always runs everything.
 test-fast: $(STAMP) lint
 	$(BIN)/pytest -m "not slow"
+
+# A few training steps of the default weak and strong models in every mode (probe, lora, full) on
+# CUDA, printing throughput. Runs on the CPU too, slowly. See bench/gpu_smoke.py.
+gpu-smoke: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) resources/models/minilm-l6/w2s_model.json \
+		resources/models/smollm2-135m/w2s_model.json
+	$(BIN)/python bench/gpu_smoke.py
 
 clean-results:
 	rm -rf results/

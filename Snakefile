@@ -13,6 +13,8 @@ include: "workflow/rules/prep.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/explain.smk"
 include: "workflow/rules/debate.smk"
+include: "workflow/rules/align.smk"
+include: "workflow/rules/train_strong.smk"
 
 
 rule all:

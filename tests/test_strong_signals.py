@@ -150,8 +150,12 @@ def _study(folder, **overrides):
         config[section].update(values)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    # Targets after "--cores 2" (not right after --configfile, which takes several values): the
+    # strong model's signals only; test_align.py runs the training stages.
+    cell = "results/toy/seed0/smollm2-135m"
     return ["-s", str(REPO / "Snakefile"), "-d", str(folder), "--configfile",
-            str(folder / "config.yaml"), "--cores", "2"]
+            str(folder / "config.yaml"), "--cores", "2", f"{cell}/explanations.parquet",
+            f"{cell}/debates.parquet"]
 
 
 def _link_models(folder, prepared_models):

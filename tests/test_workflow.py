@@ -30,12 +30,19 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
+# One cell's align jobs with the default 5 arms and 2 losses: the 5 arms read 4 input layouts
+# (baseline and distill both read the item only), and the strong features, the ceiling and the
+# weak floor are shared by every student.
+ALIGN_JOBS = {"weak_features": 4, "train_weak": 5, "strong_features": 1, "train_ceiling": 1,
+              "train_student": 10, "w2s_summary": 1}
+
+
 def test_default_config_dry_run():
     result = run_snakemake("-n", "--forceall")
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout) == {
         "download_bigbench": 1, "prep": 1, "prepare_model": 2, "explain_shard": 1, "explain": 1,
-        "debate_round": 2, "debate": 1, "all": 1}
+        "debate_round": 2, "debate": 1, "all": 1, **ALIGN_JOBS}
 
 
 def test_two_datasets_two_seeds_dry_run(tmp_path):
@@ -48,7 +55,8 @@ def test_two_datasets_two_seeds_dry_run(tmp_path):
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout) == {
         "prep": 4, "download_bigbench": 1, "prepare_model": 2, "explain_shard": 4, "explain": 4,
-        "debate_round": 8, "debate": 4, "all": 1}
+        "debate_round": 8, "debate": 4, "all": 1,
+        **{rule: 4 * count for rule, count in ALIGN_JOBS.items()}}
 
 
 @pytest.mark.slow

@@ -38,10 +38,22 @@ def _with_defaults(validator_class):
 _DefaultFillingValidator = _with_defaults(jsonschema.Draft202012Validator)
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
+def _allowed_keys(schema: dict, root: dict) -> set[str]:
+    """Keys a schema allows, following ``allOf`` references into ``$defs``."""
+    keys = set(schema.get("properties", {}))
+    for part in schema.get("allOf", []):
+        ref = part.get("$ref", "")
+        target = root["$defs"][ref.rsplit("/", 1)[-1]] if ref.startswith("#/$defs/") else part
+        keys |= _allowed_keys(target, root)
+    return keys
+
+
+def _describe(error: jsonschema.ValidationError, root: dict) -> str:
     key = _key(error.absolute_path)
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = sorted(error.schema.get("properties", {}))
+    if error.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(
+        error.instance, dict
+    ):
+        known = sorted(_allowed_keys(error.schema, root))
         unknown = sorted(set(error.instance) - set(known))
         keys = ", ".join(f"'{_key([*error.absolute_path, name])}'" for name in unknown)
         return f"unknown config key {keys}; allowed here: {', '.join(known)}"
@@ -50,6 +62,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
             f"config key '{key}': name {error.instance!r} may only hold letters, digits, '_' and '-'"
             " (it becomes part of file paths)"
         )
+    if error.validator == "oneOf" and error.absolute_path and error.absolute_path[-1] == "layer":
+        return f"config key '{key}': {error.instance!r} is not 'middle', 'last' or a block number >= 1"
     if error.validator == "multipleOf" and error.validator_value == 2:
         return (
             f"config key '{key}': {error.instance} must be even (each split is balanced 50/50)"
@@ -74,8 +88,17 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     filled = copy.deepcopy(config)
     validator = _DefaultFillingValidator(load_schema(schema_path))
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(map(str, e.absolute_path)))
+    # A key that fails inside an `allOf` also makes its siblings look "unevaluated": report the
+    # real error only.
+    failing = [e for e in errors if e.validator != "unevaluatedProperties"]
+    errors = [
+        e for e in errors
+        if e.validator != "unevaluatedProperties"
+        or not any(tuple(f.absolute_path)[: len(e.absolute_path)] == tuple(e.absolute_path)
+                   for f in failing)
+    ]
     if errors:
-        lines = sorted({_describe(error) for error in errors})
+        lines = sorted({_describe(error, validator.schema) for error in errors})
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     _check_datasets(filled)
     _check_models(filled)
@@ -138,9 +161,11 @@ def _check_models(config: dict) -> None:
 
 
 def _check_stages(config: dict) -> None:
+    from .arms import check_arms
     from .prompts import check_templates
 
     check_templates(config)
+    check_arms(config)
     judge = config["debate"]["judge"]
     if "model" in judge and judge["model"] not in config["models"]:
         raise ConfigError(

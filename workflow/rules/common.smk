@@ -5,6 +5,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from w2s_eda.arms import all_arms, context_key, parts_of
 from w2s_eda.config import local_files, model_names, split_sizes, validate_config
 from w2s_eda.data.registry import DATASETS
 from w2s_eda.errors import ConfigError
@@ -81,6 +82,7 @@ def study_targets():
         *expand(rules.prepare_model.output.manifest, model=model_names(config)),
         *expand(rules.explain.output.explanations, **study_cells()),
         *expand(rules.debate.output.debates, **study_cells()),
+        *[rules.w2s_summary.output.table.format(**cell) for cell in pair_cells()],
     ]
 
 
@@ -156,3 +158,117 @@ def study_cells():
         "seed": config["seeds"],
         "strong": model_names(config, "strong"),
     }
+
+
+# --- align: the weak model's arms, the strong ceiling and the W2S students ----------------------
+
+ARMS = all_arms(config)
+
+
+wildcard_constraints:
+    weak=_alternatives(model_names(config, "weak")),
+    arm=_alternatives(config["align"]["arms"]),
+    loss=_alternatives(config["train"]["strong"]["losses"]),
+    context=r"item(\+(explanation|debate))*",
+
+
+def _cell(wildcards):
+    return {key: wildcards[key] for key in ("dataset", "seed", "strong")}
+
+
+def _signal_files(wildcards, parts):
+    """The explanations / debates files an input layout reads."""
+    files = {}
+    if "explanation" in parts:
+        files["explanations"] = rules.explain.output.explanations.format(**_cell(wildcards))
+    if "debate" in parts:
+        files["debates"] = rules.debate.output.debates.format(**_cell(wildcards))
+    return files
+
+
+def _splits(wildcards, names=("weak_train", "w2s_train", "test")):
+    prep = rules.prep.output
+    return {
+        name: getattr(prep, name).format(dataset=wildcards.dataset, seed=wildcards.seed)
+        for name in names
+    }
+
+
+def feature_settings(role):
+    """The training keys features depend on (so changing lr or epochs never recomputes them)."""
+    train = config["train"][role]
+    return {key: train[key] for key in ("layer", "max_length", "batch_size")}
+
+
+def weak_feature_inputs(wildcards):
+    files = _splits(wildcards)
+    files["model"] = rules.prepare_model.output.manifest.format(model=wildcards.weak)
+    files.update(_signal_files(wildcards, parts_of(wildcards.context)))
+    return files
+
+
+def arm_spec(wildcards):
+    return ARMS[wildcards.arm]
+
+
+def train_weak_inputs(wildcards):
+    spec = ARMS[wildcards.arm]
+    files = _splits(wildcards)
+    files["model"] = rules.prepare_model.output.manifest.format(model=wildcards.weak)
+    if config["train"]["weak"]["mode"] == "probe":
+        files["features"] = rules.weak_features.output.features.format(
+            **_cell(wildcards), weak=wildcards.weak, context=context_key(spec["context"])
+        )
+    else:
+        files.update(_signal_files(wildcards, spec["context"]))
+    if spec["targets"] == "strong_zero_shot":
+        files.update(_signal_files(wildcards, ["explanation"]))
+    return files
+
+
+def strong_feature_inputs(wildcards):
+    files = _splits(wildcards, ("w2s_train", "test"))
+    files["model"] = rules.prepare_model.output.manifest.format(model=wildcards.strong)
+    return files
+
+
+def train_strong_inputs(wildcards):
+    files = strong_feature_inputs(wildcards)
+    if config["train"]["strong"]["mode"] == "probe":
+        files["features"] = rules.strong_features.output.features.format(**_cell(wildcards))
+    if "arm" in wildcards.keys():
+        files["soft_labels"] = rules.train_weak.output.soft_labels.format(
+            **_cell(wildcards), weak=wildcards.weak, arm=wildcards.arm
+        )
+    return files
+
+
+def training_threads(role):
+    """Probe heads train in a second on one thread; backbones use more."""
+    return 1 if config["train"][role]["mode"] == "probe" else 4
+
+
+def w2s_summary_inputs(wildcards):
+    cell = {**_cell(wildcards), "weak": wildcards.weak}
+    return {
+        "ceiling": rules.train_ceiling.output.metrics.format(**_cell(wildcards)),
+        "weak": [
+            rules.train_weak.output.metrics.format(**cell, arm=arm)
+            for arm in config["align"]["arms"]
+        ],
+        "students": [
+            rules.train_student.output.metrics.format(**cell, arm=arm, loss=loss)
+            for arm in config["align"]["arms"]
+            for loss in config["train"]["strong"]["losses"]
+        ],
+    }
+
+
+def pair_cells():
+    """(dataset, seed, weak, strong) combinations: one W2S study cell each."""
+    return [
+        {"dataset": dataset, "seed": seed, "weak": pair["weak"], "strong": pair["strong"]}
+        for dataset in config["datasets"]
+        for seed in config["seeds"]
+        for pair in config["pairs"]
+    ]

@@ -1,0 +1,19 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from w2s_eda.align import compute_features
+from w2s_eda.logs import run_stage
+
+run_stage(
+    lambda: compute_features(
+        split_paths={split: snakemake.input[split] for split in ("w2s_train", "test")},
+        model_dir=snakemake.input.model.rsplit("/", 1)[0],
+        parts=[],
+        train=snakemake.params.train,
+        device=snakemake.params.device,
+        dtype=snakemake.params.dtype,
+        output=snakemake.output.features,
+        role="strong",
+    )
+)
