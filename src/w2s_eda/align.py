@@ -130,7 +130,7 @@ def compute_features(
         lengths = [len(row) for row in rows]
         meta["splits"][split] = {"n": len(rows), "n_context_cut": n_cut,
                                  "mean_tokens": float(np.mean(lengths)), "max_tokens": max(lengths)}
-    arrays["meta"] = np.array(fingerprint(meta) + " " + json.dumps(meta, sort_keys=True))
+    arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
     with atomic_path(output) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
@@ -215,7 +215,8 @@ def _model_factory(source: Source, settings: TrainSettings, model_dir, layer, de
 
 
 def _text_source(model_dir, train: dict, splits: dict[str, pd.DataFrame], parts, explanations,
-                 debates, device, dtype, key) -> Source:
+                 debates) -> Source:
+    """Token ids of every split's items (with the arm's context) for lora/full training."""
     from transformers import AutoConfig, AutoTokenizer
 
     manifest = read_json(Path(model_dir) / MODEL_MANIFEST)
@@ -273,7 +274,7 @@ def train_weak(
             name: load_features(features, split_of[name], frame["id"]) for name, frame in frames.items()
         })
     else:
-        source = _text_source(model_dir, train, frames, parts, explanations, debates, device, dtype, key)
+        source = _text_source(model_dir, train, frames, parts, explanations, debates)
     members, records = [], []
     for member in range(train["ensemble"]):
         member_settings = TrainSettings(**{**settings.__dict__, "seed": seed * 1000 + member})
@@ -342,7 +343,7 @@ def train_strong(
             "test": load_features(features, "test", frames["test"]["id"]),
         })
     else:
-        source = _text_source(model_dir, train, frames, [], None, None, device, dtype, key)
+        source = _text_source(model_dir, train, frames, [], None, None)
     factory = _model_factory(source, settings, model_dir, train["layer"], device, dtype, key)
     name = "ceiling" if role == "ceiling" else f"student {arm} {loss}"
     predictions, record = run_training(
