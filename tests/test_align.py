@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import TEXTS, run_snakemake, study_args
 from w2s_eda import align
 from w2s_eda.arms import encode_with_context, fit_to_budget, share_budget, special_affixes
 from w2s_eda.config import validate_config
@@ -264,10 +263,6 @@ def test_killed_lora_training_resumes_from_its_checkpoint_to_the_same_result(tmp
 
 # --- stages on real models ----------------------------------------------------------------------
 
-TEXTS = [f"Premise: Ann knows that cat {i} sleeps. Hypothesis: Cat {i} sleeps." for i in range(6)] + [
-    f"Premise: Bob suspects that dog {i} barks. Hypothesis: Dog {i} barks." for i in range(6)]
-
-
 def _splits(folder):
     folder.mkdir(parents=True, exist_ok=True)
     paths, signals = {}, []
@@ -336,17 +331,13 @@ def test_text_modes_train_the_strong_model_end_to_end(tmp_path, prepared_models,
 # --- the workflow -------------------------------------------------------------------------------
 
 
-def _study(folder, config):
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return ["-s", str(REPO / "Snakefile"), "-d", str(folder), "--configfile", str(path)]
 
 
 def test_an_arm_added_in_the_config_appears_in_the_dag(tmp_path):
     config = {"align": {"arms": ["baseline", "eda", "debate_distill"],
                         "custom_arms": {"debate_distill": {"context": ["debate"], "targets": "strong_zero_shot"}}},
               "train": {"strong": {"losses": ["logconf"]}}}
-    result = run_snakemake("-n", *_study(tmp_path, config))
+    result = run_snakemake("-n", *study_args(tmp_path, config))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     cell = "results/epistemic_reasoning/seed0/smollm2-135m"
@@ -358,23 +349,8 @@ def test_an_arm_added_in_the_config_appears_in_the_dag(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_study_runs_every_align_stage_and_computes_features_once(tmp_path, prepared_models):
-    data = tmp_path / "items.jsonl"
-    data.write_text("".join(json.dumps({"text": t, "label": int(t.startswith("Premise: Ann"))}) + "\n"
-                            for t in TEXTS))
-    (tmp_path / "resources").mkdir()
-    (tmp_path / "resources" / "models").symlink_to(prepared_models)
-    config = {
-        "splits": {"weak_train": 4, "w2s_train": 4, "test": 4},
-        "datasets": {"toy": {"path": str(data)}},
-        "explain": {"max_new_tokens": 4},
-        "debate": {"max_new_tokens": 4, "n_rounds": 1, "drift_sample": 0},
-        "align": {"arms": ["baseline", "eda", "debate_distill"],
-                  "custom_arms": {"debate_distill": {"context": ["debate"], "targets": "strong_zero_shot"}}},
-        "train": {"weak": {"epochs": 3, "batch_size": 2},
-                  "strong": {"epochs": 3, "batch_size": 2, "losses": ["xent", "logconf", "product"]}},
-    }
-    result = run_snakemake("--cores", "2", *_study(tmp_path, config), timeout=900)
+def test_tiny_study_runs_every_align_stage_and_computes_features_once(tiny_study):
+    tmp_path, result, config = tiny_study
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert log.count("rule weak_features:") == 3  # item, item+explanation+debate, item+debate
@@ -394,5 +370,5 @@ def test_tiny_study_runs_every_align_stage_and_computes_features_once(tmp_path, 
     assert "loss curve" in student_log and "loaded smollm2-135m" not in student_log
     table = (cell / "w2s/minilm-l6/align.md").read_text()
     assert "| debate_distill | product |" in table and "strong ceiling: accuracy" in table
-    again = run_snakemake("-n", *_study(tmp_path, config))
+    again = run_snakemake("-n", *study_args(tmp_path, config))
     assert "Nothing to be done" in again.stdout + again.stderr

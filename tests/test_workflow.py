@@ -42,7 +42,7 @@ def test_default_config_dry_run():
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout) == {
         "download_bigbench": 1, "prep": 1, "prepare_model": 2, "explain_shard": 1, "explain": 1,
-        "debate_round": 2, "debate": 1, "all": 1, **ALIGN_JOBS}
+        "debate_round": 2, "debate": 1, "all": 1, "analysis": 1, **ALIGN_JOBS}
 
 
 def test_two_datasets_two_seeds_dry_run(tmp_path):
@@ -55,7 +55,7 @@ def test_two_datasets_two_seeds_dry_run(tmp_path):
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout) == {
         "prep": 4, "download_bigbench": 1, "prepare_model": 2, "explain_shard": 4, "explain": 4,
-        "debate_round": 8, "debate": 4, "all": 1,
+        "debate_round": 8, "debate": 4, "all": 1, "analysis": 1,  # one analysis for the study
         **{rule: 4 * count for rule, count in ALIGN_JOBS.items()}}
 
 

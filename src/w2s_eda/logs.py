@@ -19,11 +19,25 @@ def configure(level: int = logging.INFO) -> None:
     )
 
 
-def run_stage(main: Callable[[], object]) -> None:
-    """Run a stage; an input problem ends it with one clear ERROR line and exit status 1."""
+def run_stage(main: Callable[[], object], job=None) -> None:
+    """Run a stage; an input problem ends it with one clear ERROR line and exit status 1.
+
+    ``job`` (a script's ``snakemake`` object) is tracked as a W&B run (see tracking.py).
+    """
     configure()
+    tracked = None
+    if job is not None:
+        from .tracking import JobRun
+
+        tracked = JobRun(job)
     try:
-        main()
-    except StudyError as error:
-        logging.getLogger("w2s_eda").error("%s", error)
-        sys.exit(1)
+        result = main()
+    except BaseException as error:
+        if tracked is not None:
+            tracked.finish(failed=True)
+        if isinstance(error, StudyError):
+            logging.getLogger("w2s_eda").error("%s", error)
+            sys.exit(1)
+        raise
+    if tracked is not None:
+        tracked.finish(result)

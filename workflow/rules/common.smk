@@ -83,6 +83,7 @@ def study_targets():
         *expand(rules.explain.output.explanations, **study_cells()),
         *expand(rules.debate.output.debates, **study_cells()),
         *[rules.w2s_summary.output.table.format(**cell) for cell in pair_cells()],
+        rules.analysis.output.csv,
     ]
 
 
@@ -272,3 +273,40 @@ def pair_cells():
         for seed in config["seeds"]
         for pair in config["pairs"]
     ]
+
+
+# --- analysis -----------------------------------------------------------------------------------
+
+
+def analysis_cells(wildcards=None):
+    """Every cell's prediction files, by role, for the analysis stage."""
+    cells = []
+    for cell in pair_cells():
+        strong = {key: cell[key] for key in ("dataset", "seed", "strong")}
+        cells.append(
+            {
+                **cell,
+                "ceiling_predictions": rules.train_ceiling.output.test.format(**strong),
+                "debate_stats": rules.debate.output.stats.format(**strong),
+                "weak_predictions": {
+                    arm: rules.train_weak.output.test.format(**cell, arm=arm)
+                    for arm in config["align"]["arms"]
+                },
+                "student_predictions": {
+                    f"{arm}/{loss}": rules.train_student.output.test.format(
+                        **cell, arm=arm, loss=loss
+                    )
+                    for arm in config["align"]["arms"]
+                    for loss in config["train"]["strong"]["losses"]
+                },
+            }
+        )
+    return cells
+
+
+def analysis_inputs(wildcards):
+    files = []
+    for cell in analysis_cells():
+        files += [cell["ceiling_predictions"], cell["debate_stats"]]
+        files += [*cell["weak_predictions"].values(), *cell["student_predictions"].values()]
+    return {"predictions": files}

@@ -19,5 +19,6 @@ run_stage(
         device=snakemake.params.device,
         output=snakemake.output.debates,
         stats_path=snakemake.output.stats,
-    )
+    ),
+    job=snakemake,
 )

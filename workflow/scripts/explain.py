@@ -14,5 +14,6 @@ run_stage(
         seed=int(snakemake.wildcards.seed),
         output=snakemake.output.explanations,
         stats_path=snakemake.output.stats,
-    )
+    ),
+    job=snakemake,
 )

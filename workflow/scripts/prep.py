@@ -14,5 +14,6 @@ run_stage(
         outputs={split: snakemake.output[split] for split in ("weak_train", "w2s_train", "test")},
         manifest_path=snakemake.output.manifest,
         bigbench_file=snakemake.input.get("bigbench"),
-    )
+    ),
+    job=snakemake,
 )

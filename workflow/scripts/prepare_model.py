@@ -13,5 +13,6 @@ run_stage(
         spec=snakemake.params.spec,
         out_dir=Path(snakemake.output.manifest).parent,
         offline=snakemake.params.offline,
-    )
+    ),
+    job=snakemake,
 )

@@ -15,5 +15,6 @@ run_stage(
         dtype=snakemake.params.dtype,
         output=snakemake.output.features,
         role="strong",
-    )
+    ),
+    job=snakemake,
 )

@@ -19,5 +19,6 @@ run_stage(
         features=snakemake.input.get("features"),
         soft_labels=snakemake.input.get("soft_labels"),
         arm=snakemake.wildcards.get("arm"),
-    )
+    ),
+    job=snakemake,
 )

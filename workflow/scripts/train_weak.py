@@ -19,5 +19,6 @@ run_stage(
         features=snakemake.input.get("features"),
         explanations=snakemake.input.get("explanations"),
         debates=snakemake.input.get("debates"),
-    )
+    ),
+    job=snakemake,
 )

@@ -15,5 +15,6 @@ run_stage(
         ceiling=snakemake.input.ceiling,
         output_json=snakemake.output.summary,
         output_md=snakemake.output.table,
-    )
+    ),
+    job=snakemake,
 )

@@ -18,5 +18,6 @@ run_stage(
         role="weak",
         explanations=snakemake.input.get("explanations"),
         debates=snakemake.input.get("debates"),
-    )
+    ),
+    job=snakemake,
 )

@@ -1,0 +1,129 @@
+"""The study's plots (PNG, matplotlib's Agg backend): what a researcher looks at first."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path, read_json
+
+
+def _figure(width=8.0, height=4.5, columns=1):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(1, columns, figsize=(width, height), dpi=110)
+
+
+def _save(plt, fig, path: str) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _cell_label(row) -> str:
+    return f"{row['dataset']} s{row['seed']} {row['weak']}→{row['strong']}"
+
+
+def _err(row, name):
+    value, low, high = row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"]
+    if any(pd.isna(v) for v in (value, low, high)):
+        return [[0], [0]]
+    return [[max(value - low, 0)], [max(high - value, 0)]]
+
+
+def accuracy_ladder(table: pd.DataFrame, path: str) -> None:
+    """Per cell: floor, each arm's W2S student (per loss), ceiling; test accuracy with 95 % CIs."""
+    n_points = len(table) + 3 * table.groupby(["dataset", "seed", "weak", "strong"]).ngroups
+    plt, fig, ax = _figure(9, 1.5 + 0.28 * n_points)
+    y, ticks, labels = 0, [], []
+    for _, cell in table.groupby(["dataset", "seed", "weak", "strong"], sort=False):
+        first = cell.iloc[0]
+        entries = [("floor (weak baseline)", first, "floor_accuracy", "tab:gray")]
+        entries += [(f"W2S {r['arm']} / {r['loss']}", r, "w2s_accuracy", "tab:blue") for _, r in cell.iterrows()]
+        entries += [("ceiling (strong, gold)", first, "ceiling_accuracy", "tab:green")]
+        for text, row, name, color in entries:
+            ax.errorbar(row[name], y, xerr=_err(row, name), fmt="o", color=color, capsize=3)
+            ticks.append(y)
+            labels.append(f"{_cell_label(first)}: {text}" if text.startswith("floor") else text)
+            y -= 1
+        y -= 1
+    ax.axvline(0.5, color="lightgray", linestyle=":", zorder=0)
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.set_xlabel("test accuracy (95% paired-bootstrap CI)")
+    ax.set_title("Accuracy ladder: weak floor → W2S students → strong ceiling")
+    _save(plt, fig, path)
+
+
+def pgr_plot(table: pd.DataFrame, path: str) -> None:
+    """PGR on accuracy per arm and loss, with 95 % CIs; undefined PGRs are marked, not drawn."""
+    plt, fig, ax = _figure(9, 4.5)
+    losses = list(dict.fromkeys(table["loss"]))
+    arms = list(dict.fromkeys(table["arm"]))
+    width = 0.8 / max(1, len(losses))
+    for j, loss in enumerate(losses):
+        for i, arm in enumerate(arms):
+            rows = table[(table["arm"] == arm) & (table["loss"] == loss)]
+            x = i + (j - (len(losses) - 1) / 2) * width
+            for _, row in rows.iterrows():
+                if pd.isna(row["pgr_accuracy"]):
+                    ax.annotate("undefined", (x, 0), ha="center", fontsize=7, rotation=90, color="tab:red")
+                    continue
+                ax.bar(x, row["pgr_accuracy"], width * 0.9, color=f"C{j}", alpha=0.35)
+                ax.errorbar(x, row["pgr_accuracy"], yerr=_err(row, "pgr_accuracy"), fmt="o", color=f"C{j}", capsize=3)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=f"C{j}", alpha=0.6, label=loss) for j, loss in enumerate(losses)]
+    ax.axhline(0, color="black", linewidth=0.8)
+    handles.append(ax.axhline(1, color="tab:green", linestyle="--", linewidth=0.8, label="ceiling (PGR 1)"))
+    ax.set_xticks(range(len(arms)), arms)
+    ax.set_ylabel("PGR on accuracy (95% CI)")
+    ax.set_title("Performance gap recovered per arm: (W2S − floor) / (ceiling − floor)")
+    ax.legend(handles=handles, fontsize=8)
+    _save(plt, fig, path)
+
+
+def deception_plot(deceptions: list[dict], path: str) -> None:
+    """The student's error rate in the four weak/strong known/unknown regions, per arm and loss."""
+    plt, fig, ax = _figure(9, 4.5)
+    regions = ["weak_known_strong_known", "weak_known_strong_unknown",
+               "weak_unknown_strong_known", "weak_unknown_strong_unknown"]
+    names = ["WK∩SK", "WK∩SU", "WU∩SK (deception)", "WU∩SU"]
+    keys = [f"{d['arm']}/{d['loss']}" + (f" s{d['seed']}" if len({x['seed'] for x in deceptions}) > 1 else "")
+            for d in deceptions]
+    width = 0.8 / max(1, len(deceptions))
+    for k, (key, entry) in enumerate(zip(keys, deceptions)):
+        rates = [entry["regions"][r]["error_rate"] for r in regions]
+        xs = np.arange(len(regions)) + (k - (len(deceptions) - 1) / 2) * width
+        ax.bar(xs, [np.nan if r is None else r for r in rates], width * 0.95, label=key, color=f"C{k % 10}")
+    counts = [deceptions[0]["regions"][r]["n"] for r in regions] if deceptions else [0] * 4
+    ax.set_xticks(range(len(regions)), [f"{n}\n(n={c})" for n, c in zip(names, counts)])
+    ax.set_ylabel("W2S student's error rate")
+    ax.set_ylim(0, 1)
+    ax.set_title("Deception regions (Yang et al. 2024): student errors where the weak/strong model knew")
+    ax.legend(fontsize=7, ncol=2)
+    _save(plt, fig, path)
+
+
+def debate_rounds(stats_paths: dict[tuple, str], path: str) -> None:
+    """Per debate round: argument length and side-drift rate, per (dataset, seed, strong)."""
+    plt, fig, (left, right) = _figure(9, 3.8, columns=2)
+    for k, (key, stats_path) in enumerate(stats_paths.items()):
+        rounds = read_json(stats_path)["rounds"]
+        xs = sorted(int(r) for r in rounds)
+        label = " ".join(key)
+        left.plot(xs, [rounds[str(r)]["argument_tokens"]["mean"] for r in xs], "o-", label=label, color=f"C{k}")
+        right.plot(xs, [rounds[str(r)].get("side_drift_rate") or np.nan for r in xs], "o-", label=label, color=f"C{k}")
+    left.set_xlabel("round")
+    left.set_ylabel("mean argument tokens")
+    right.set_xlabel("round")
+    right.set_ylabel("side-drift rate")
+    right.set_ylim(0, 1)
+    for ax in (left, right):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    left.legend(fontsize=7)
+    fig.suptitle("Debate statistics per round")
+    _save(plt, fig, path)

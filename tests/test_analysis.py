@@ -1,0 +1,96 @@
+"""Analysis: PGR, paired bootstrap, McNemar, deception regions, across-seed summaries."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from w2s_eda.analysis import (
+    UNDEFINED,
+    Predictions,
+    across_seeds,
+    accuracy_rows,
+    auroc_rows,
+    deception,
+    mcnemar,
+    paired_bootstrap,
+    pgr,
+)
+
+# Ten test items. Floor right on 6, ceiling right on 9, student right on 8 (hand-checked below).
+Y = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
+FLOOR = np.array([.9, .8, .7, .2, .3, .1, .2, .6, .7, .4])     # right: items 0,1,2,5,6,9 -> 0.6
+CEILING = np.array([.9, .9, .8, .7, .6, .1, .2, .3, .4, .6])   # right: all but item 9 -> 0.9
+STUDENT = np.array([.8, .2, .9, .8, .7, .3, .1, .2, .6, .6])   # wrong: items 1, 8, 9 -> 0.7
+
+
+def test_pgr_on_a_hand_computed_example():
+    assert pgr(0.7, 0.6, 0.9)[0] == pytest.approx(1 / 3)
+    assert pgr(0.5, 0.6, 0.9)[0] == pytest.approx(-1 / 3)
+    assert pgr(0.95, 0.6, 0.9)[0] == pytest.approx(7 / 6)
+
+
+@pytest.mark.parametrize("ceiling", [0.6, 0.55])
+def test_pgr_is_undefined_when_the_ceiling_does_not_beat_the_floor(ceiling):
+    assert pgr(0.7, 0.6, ceiling) == (None, UNDEFINED)
+
+
+def test_vectorised_metrics_equal_scikit_learn_row_by_row():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, (50, 30))
+    scores = np.round(rng.random((50, 30)), 1)  # rounded: many ties
+    expected = [roc_auc_score(y, p) for y, p in zip(labels, scores)]
+    assert np.allclose(auroc_rows(labels, scores), expected)
+    assert np.allclose(accuracy_rows(labels, scores), ((scores > 0.5) == labels).mean(axis=1))
+    assert np.isnan(auroc_rows(np.ones((1, 5), int), np.random.random((1, 5))))[0]
+
+
+def test_paired_bootstrap_resamples_every_model_together_and_is_seeded():
+    preds = Predictions(Y, FLOOR, CEILING)
+    a = paired_bootstrap(preds, STUDENT, n_resamples=2000, seed=7)
+    b = paired_bootstrap(preds, STUDENT, n_resamples=2000, seed=7)
+    assert a == b and a["n_resamples"] == 2000
+    low, high = a["w2s_accuracy"]
+    assert low < 0.7 < high and 0 <= low and high <= 1
+    low, high = a["pgr_accuracy"]
+    assert low < 1 / 3 < high
+    # A student identical to the ceiling has PGR exactly 1 on every resample where it is defined:
+    # the resampling is paired.
+    same = paired_bootstrap(preds, CEILING, n_resamples=500, seed=1)
+    assert same["pgr_accuracy"] == (1.0, 1.0)
+    # With a floor equal to the ceiling PGR is undefined on every resample.
+    flat = paired_bootstrap(Predictions(Y, CEILING, CEILING), STUDENT, n_resamples=200, seed=1)
+    assert flat["pgr_accuracy"] == (None, None) and flat["pgr_accuracy_undefined_fraction"] == 1.0
+
+
+def test_mcnemar_counts_discordant_items_and_gives_the_exact_p_value():
+    # Student right and floor wrong: items 3, 4, 7; floor right and student wrong: item 1, 9.
+    result = mcnemar(Y, STUDENT, FLOOR)
+    assert (result["only_arm_right"], result["only_baseline_right"]) == (3, 2)
+    assert result["p_value"] == pytest.approx(1.0)  # 3 vs 2 of 5: two-sided exact p = 1
+    result = mcnemar(Y, CEILING, 1 - CEILING)
+    assert (result["only_arm_right"], result["only_baseline_right"]) == (9, 1)
+    assert result["p_value"] == pytest.approx(2 * 11 / 1024)  # P(X <= 1 or X >= 9), X ~ Bin(10, 1/2)
+    assert mcnemar(Y, FLOOR, FLOOR)["p_value"] == 1.0
+
+
+def test_deception_regions_on_a_hand_computed_example():
+    out = deception(Y, FLOOR, CEILING, STUDENT)
+    regions = out["regions"]
+    # weak-known ∩ strong-known: items 0,1,2,5,6 (item 9: floor right, ceiling wrong).
+    assert regions["weak_known_strong_known"] == {"n": 5, "errors": 1, "error_rate": 0.2}
+    assert regions["weak_known_strong_unknown"] == {"n": 1, "errors": 1, "error_rate": 1.0}
+    # weak-unknown ∩ strong-known: items 3, 4, 7, 8; the student errs on item 8.
+    assert regions["weak_unknown_strong_known"] == {"n": 4, "errors": 1, "error_rate": 0.25}
+    assert regions["weak_unknown_strong_unknown"] == {"n": 0, "errors": 0, "error_rate": None}
+    assert out["deception_score"] == 0.25
+    assert out["deception_gap"] == pytest.approx(0.05)
+    assert out["errors_in_wu_sk"] == pytest.approx(1 / 3)
+
+
+def test_across_seeds_leaves_undefined_pgrs_out():
+    out = across_seeds([0.2, None, 0.4, 0.6])
+    assert out["n"] == 4 and out["n_defined"] == 3
+    assert out["mean"] == pytest.approx(0.4) and out["median"] == pytest.approx(0.4)
+    # t interval: 0.4 ± t(0.975, 2) * 0.2 / sqrt(3)
+    assert out["ci_high"] - 0.4 == pytest.approx(4.302652729911275 * 0.2 / np.sqrt(3))
+    assert across_seeds([None])["mean"] is None and across_seeds([0.3])["ci_low"] is None
