@@ -15,6 +15,9 @@ Gold labels of w2s_train and test are read only to train the ceiling and to scor
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 import json
 import logging
 import time
@@ -52,13 +55,19 @@ def read_split(path: str, with_labels: bool = False) -> pd.DataFrame:
     return pd.read_parquet(path, columns=columns)
 
 
+@functools.lru_cache(maxsize=4)
+def _signal_column(path: str, column: str) -> pd.Series:
+    """One column of an explanations / debates file by item id, read once per process."""
+    return pd.read_parquet(path, columns=["id", column]).set_index("id")[column]
+
+
 def context_texts(ids: pd.Series, parts: list[str], explanations: str | None, debates: str | None):
     """{part: texts aligned with ``ids``}; a missing item names the file and the item."""
     sources = {"explanation": (explanations, "explanation"), "debate": (debates, "transcript")}
     out = {}
     for part in parts:
         path, column = sources[part]
-        frame = pd.read_parquet(path, columns=["id", column]).set_index("id")[column]
+        frame = _signal_column(path, column)
         missing = ids[~ids.isin(frame.index)]
         if len(missing):
             raise DatasetError(f"{path}: no {part} for item '{missing.iloc[0]}' ({len(missing)} missing)")
@@ -80,8 +89,9 @@ def encode_items(tokenizer, frame: pd.DataFrame, parts: list[str], explanations,
     return rows, n_cut
 
 
-def effective_max_length(tokenizer, model, configured: int) -> int:
-    limits = [configured, getattr(model.config, "max_position_embeddings", None)]
+def effective_max_length(tokenizer, model_config, configured: int) -> int:
+    """The configured max_length, capped by the model's positions and the tokenizer's limit."""
+    limits = [configured, getattr(model_config, "max_position_embeddings", None)]
     if tokenizer.model_max_length and tokenizer.model_max_length < 10**9:
         limits.append(tokenizer.model_max_length)
     return min(limit for limit in limits if limit)
@@ -114,7 +124,7 @@ def compute_features(
         model_dir, train["layer"], device, dtype, f"train.{role}.layer", bf16_on_capable_cpu=True
     )
     backbone.to(torch_device)
-    max_length = effective_max_length(tokenizer, backbone.model, train["max_length"])
+    max_length = effective_max_length(tokenizer, backbone.model.config, train["max_length"])
     arrays, meta = {}, {"model": manifest["name"], "layer": backbone.layer,
                         "pooling": backbone.pooling, "context": context_key(parts),
                         "max_length": max_length, "autocast_bf16": bf16, "splits": {}}
@@ -202,13 +212,16 @@ def _size(source: Source, split: str) -> int:
 
 
 def _model_factory(source: Source, settings: TrainSettings, model_dir, layer, device, dtype, key):
-    """A builder of the classifier for this mode (the backbone is loaded only for lora/full)."""
+    """A builder of the classifier for this mode. For lora/full the backbone is loaded from disk
+    once and each build (ensemble member) adapts a fresh copy of it."""
     if settings.mode == "probe":
         return lambda: ProbeClassifier(source.features["train"])
+    pretrained = []
 
     def build():
-        backbone, *_ = load_backbone(model_dir, layer, device, dtype, key)
-        backbone = prepare_for_mode(backbone, settings)
+        if not pretrained:
+            pretrained.append(load_backbone(model_dir, layer, device, dtype, key)[0])
+        backbone = prepare_for_mode(copy.deepcopy(pretrained[0]), settings)
         return TextClassifier(backbone, backbone.hidden_size)
 
     return build
@@ -223,7 +236,7 @@ def _text_source(model_dir, train: dict, splits: dict[str, pd.DataFrame], parts,
     weights = manifest.get("weights_dir", model_dir)
     tokenizer = AutoTokenizer.from_pretrained(weights, local_files_only=True)
     config = AutoConfig.from_pretrained(weights, local_files_only=True)
-    max_length = min(train["max_length"], getattr(config, "max_position_embeddings", 10**9))
+    max_length = effective_max_length(tokenizer, config, train["max_length"])
     rows = {
         name: encode_items(tokenizer, frame, parts, explanations, debates, max_length)[0]
         for name, frame in splits.items()
@@ -276,9 +289,9 @@ def train_weak(
     else:
         source = _text_source(model_dir, train, frames, parts, explanations, debates)
     members, records = [], []
+    factory = _model_factory(source, settings, model_dir, train["layer"], device, dtype, key)
     for member in range(train["ensemble"]):
-        member_settings = TrainSettings(**{**settings.__dict__, "seed": seed * 1000 + member})
-        factory = _model_factory(source, member_settings, model_dir, train["layer"], device, dtype, key)
+        member_settings = dataclasses.replace(settings, seed=seed * 1000 + member)
         predictions, record = run_training(
             source, factory, targets, ["w2s_train", "test"], member_settings,
             Path(outputs["metrics"]).parent / "checkpoints" / f"member{member}", torch_device,

@@ -6,24 +6,23 @@ import logging
 
 import numpy as np
 
+from .analysis import accuracy, auroc
 from .io import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
 
 def scores(labels: np.ndarray, p_label1: np.ndarray) -> dict:
-    from sklearn.metrics import accuracy_score, roc_auc_score
-
     labels = np.asarray(labels)
-    return {
-        "accuracy": float(accuracy_score(labels, p_label1 > 0.5)),
-        "auroc": float(roc_auc_score(labels, p_label1)) if len(set(labels)) == 2 else None,
-        "n": int(len(labels)),
-    }
+    return {"accuracy": accuracy(labels, p_label1), "auroc": auroc(labels, p_label1),
+            "n": int(len(labels))}
 
 
-def fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def fmt(value, digits: int = 3, missing: str = "n/a") -> str:
+    """A number for a table; ``missing`` for None or NaN."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return missing
+    return f"{value:.{digits}f}"
 
 
 def summarize_cell(

@@ -15,6 +15,7 @@ import pandas as pd
 from .analysis import Predictions, accuracy, across_seeds, auroc, deception, mcnemar, paired_bootstrap, pgr
 from .errors import DatasetError
 from .io import atomic_path, write_json, write_text
+from .metrics import fmt
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def _aligned(reference: pd.DataFrame, frame: pd.DataFrame, path: str) -> np.ndar
 
 
 def _fmt(value, digits: int = 3) -> str:
-    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+    return fmt(value, digits, missing="—")
 
 
 def analyze_cell(cell: dict, n_resamples: int) -> tuple[list[dict], list[dict]]:

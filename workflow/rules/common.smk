@@ -90,14 +90,25 @@ def study_targets():
 # --- the strong model's stages (explain, debate) ------------------------------------------------
 
 
+def _cell(wildcards):
+    """The (dataset, seed, strong model) a job's wildcards name."""
+    return {key: wildcards[key] for key in ("dataset", "seed", "strong")}
+
+
+def _splits(wildcards, names=("weak_train", "w2s_train", "test")):
+    prep = rules.prep.output
+    return {
+        name: getattr(prep, name).format(dataset=wildcards.dataset, seed=wildcards.seed)
+        for name in names
+    }
+
+
 def strong_stage_inputs(wildcards):
     """The splits, the dataset manifest and the prepared strong model."""
-    prep = rules.prep.output
-    files = {
-        split: getattr(prep, split).format(dataset=wildcards.dataset, seed=wildcards.seed)
-        for split in ("weak_train", "w2s_train", "test")
-    }
-    files["manifest"] = prep.manifest.format(dataset=wildcards.dataset, seed=wildcards.seed)
+    files = _splits(wildcards)
+    files["manifest"] = rules.prep.output.manifest.format(
+        dataset=wildcards.dataset, seed=wildcards.seed
+    )
     files["model"] = rules.prepare_model.output.manifest.format(model=wildcards.strong)
     return files
 
@@ -118,7 +129,7 @@ def explain_shards(wildcards):
 
 
 def _round_shard(wildcards, round_number, shard=None):
-    values = {key: wildcards[key] for key in ("dataset", "seed", "strong")}
+    values = _cell(wildcards)
     values["shard"] = wildcards.shard if shard is None else shard
     values["round"] = round_number
     return rules.debate_round.output.shard.format(**values)
@@ -173,10 +184,6 @@ wildcard_constraints:
     context=r"item(\+(explanation|debate))*",
 
 
-def _cell(wildcards):
-    return {key: wildcards[key] for key in ("dataset", "seed", "strong")}
-
-
 def _signal_files(wildcards, parts):
     """The explanations / debates files an input layout reads."""
     files = {}
@@ -185,14 +192,6 @@ def _signal_files(wildcards, parts):
     if "debate" in parts:
         files["debates"] = rules.debate.output.debates.format(**_cell(wildcards))
     return files
-
-
-def _splits(wildcards, names=("weak_train", "w2s_train", "test")):
-    prep = rules.prep.output
-    return {
-        name: getattr(prep, name).format(dataset=wildcards.dataset, seed=wildcards.seed)
-        for name in names
-    }
 
 
 def feature_settings(role):
