@@ -108,3 +108,52 @@ def tiny_study(tmp_path_factory, prepared_models):
     }
     result = run_snakemake("--cores", "2", *study_args(folder, config), timeout=900)
     return folder, result, config
+
+
+# Whole-study runs (tests/studies.py) start in the background with the first test, and the tests
+# that compare them run last: the SLURM run spends most of its time waiting between polls.
+BACKGROUND_TESTS = {"test_slurm_cluster.py": ["small_study", "slurm_study"],
+                    "test_kill_and_resume.py": ["small_study"]}
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.path.name in BACKGROUND_TESTS)  # stable: the rest keep order
+
+
+@pytest.fixture(scope="session")
+def studies_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("studies")
+
+
+@pytest.fixture(scope="session")
+def small_study(studies_root, prepared_models):
+    """The uninterrupted local run of tests/studies.py's SMALL_CONFIG (a studies.Run)."""
+    from studies import start_small_study
+
+    run = start_small_study(studies_root, prepared_models)
+    yield run
+    run.kill()
+
+
+@pytest.fixture(scope="session")
+def slurm_study(studies_root, prepared_models):
+    """The small study running through a real one-node SLURM (a started studies.SlurmStudy)."""
+    if os.geteuid() != 0:
+        pytest.skip("the SLURM daemons need root (CI runs as root)")
+    from studies import SlurmStudy
+
+    study = SlurmStudy(studies_root, prepared_models)
+    study.start()
+    yield study
+    stopped = study.stop()
+    assert stopped.returncode == 0, stopped.stderr
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_background_studies(request):
+    selected = {item.path.name for item in request.session.items}
+    for module, fixtures in BACKGROUND_TESTS.items():
+        if module in selected:
+            for name in fixtures:
+                if name != "slurm_study" or os.geteuid() == 0:
+                    request.getfixturevalue(name)

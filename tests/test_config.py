@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import balanced_rows, write_jsonl
-from w2s_eda.config import split_sizes, validate_config
+from w2s_eda.config import check_local_data, split_sizes, validate_config
 from w2s_eda.errors import ConfigError
 
 
@@ -102,3 +102,25 @@ def test_pair_with_label_is_an_error(tmp_path):
 def test_registry_alias_under_another_name():
     config = validate_config({"datasets": {"er": {"registry": "epistemic_reasoning"}}})
     assert config["datasets"]["er"] == {"registry": "epistemic_reasoning"}
+
+
+def test_unknown_nested_key_is_named_beside_another_error():
+    """A failing key inside train.strong (an allOf) must not hide an unknown sibling key, nor
+    make its known siblings look unknown."""
+    with pytest.raises(ConfigError) as raised:
+        validate_config({"train": {"strong": {"epochs": 0, "lr": 0.1, "bogus": 1}}})
+    lines = str(raised.value).splitlines()[1:]
+    assert len(lines) == 2
+    assert "config key 'train.strong.epochs': 0 is less than the minimum of 1" in lines[0]
+    assert lines[1].strip().startswith("unknown config key 'train.strong.bogus'; allowed here:")
+
+
+def test_local_data_is_read_at_parse_time_naming_key_file_and_row(tmp_path):
+    good = write_jsonl(tmp_path / "good.jsonl", balanced_rows(2))
+    check_local_data(validate_config({"datasets": {"mine": {"path": str(good)}}}))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n{"text": "c", "la')
+    config = validate_config({"datasets": {"ok": {"path": str(good)}, "mine": {"path": str(bad)}}})
+    with pytest.raises(ConfigError) as raised:
+        check_local_data(config)
+    assert str(raised.value).startswith(f"config key 'datasets.mine': {bad}, line 3: invalid JSON")

@@ -216,10 +216,23 @@ def test_label_outside_0_1_names_the_row(tmp_path, bad):
         local.load_file(path)
 
 
-def test_mixed_label_types_are_an_error(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": 1}, {"text": "b", "label": "0"}])
-    with pytest.raises(DatasetError, match="row 2: label '0' is a string, but the labels before it are numbers"):
+@pytest.mark.parametrize(
+    "first, second, message",
+    [
+        (1, "0", "row 2: label '0' is a string, but the labels before it are numbers"),
+        (1, False, "row 2: label False is a boolean, but the labels before it are numbers"),
+        (True, 0, "row 2: label 0 is a number, but the labels before it are booleans"),
+    ],
+)
+def test_mixed_label_types_are_an_error(tmp_path, first, second, message):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": first}, {"text": "b", "label": second}])
+    with pytest.raises(DatasetError, match=message):
         local.load_file(path)
+
+
+def test_boolean_labels_alone_are_fine(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": True}, {"text": "b", "label": False}])
+    assert [item.label for item in local.load_file(path)] == [1, 0]
 
 
 def test_non_utf8_line_is_named(tmp_path):

@@ -1,6 +1,7 @@
 """The Snakemake workflow itself: dry runs, a real prep run, and bad input stopping the run early."""
 
 import json
+import re
 import time
 
 import pytest
@@ -98,22 +99,17 @@ def test_unknown_dataset_lists_known_names(tmp_path):
     assert "unknown dataset 'imagenet'. Known datasets: amazon_polarity, anthropic_hh" in output
 
 
-@pytest.mark.slow
-def test_bad_dataset_row_fails_the_prep_job_with_the_row_named(tmp_path):
-    data = tmp_path / "bad.jsonl"
-    data.write_bytes(b'{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n{"text": "\xff", "label": 1}\n')
-    config = {"datasets": {"bad": {"path": str(data)}}}
-    target = "results/bad/seed0/data/manifest.json"
-    result = run_snakemake(target, "--cores", "1", *study(tmp_path, config))
-    assert result.returncode != 0
-    assert f"{data}, line 3: not valid UTF-8" in result.stdout + result.stderr
-    assert not (tmp_path / "results/bad/seed0/data/manifest.json").exists()
-
-
 def test_paper_config_dry_runs():
-    """config/paper.yaml (hub datasets and models, 3 seeds, sharded stages) builds its DAG offline."""
+    """config/paper.yaml (hub datasets, two Qwen2.5 pairs, 3 seeds, sharded stages) builds its DAG
+    offline, and every hub model is pinned to a commit."""
     result = run_snakemake("-n", "--configfile", "config/paper.yaml")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     counts = job_counts(result.stdout)
-    assert counts["prep"] == 15 and counts["explain_shard"] == 15 * 8
-    assert counts["debate_round"] == 15 * 3 * 8 and counts["prepare_model"] == 2
+    cells = 5 * 3 * 2  # datasets x seeds x pairs
+    assert counts["prep"] == 15 and counts["prepare_model"] == 3
+    assert counts["explain_shard"] == cells * 8 and counts["debate_round"] == cells * 3 * 8
+    assert counts["train_weak"] == cells * 5 and counts["train_ceiling"] == cells
+    assert counts["train_student"] == cells * 5 * 3
+    models = yaml.safe_load((REPO / "config/paper.yaml").read_text())["models"]
+    for name, spec in models.items():
+        assert re.fullmatch(r"[0-9a-f]{40}", spec.get("revision", "")), f"{name} is not pinned"

@@ -48,13 +48,18 @@ def _allowed_keys(schema: dict, root: dict) -> set[str]:
     return keys
 
 
+def _unknown_keys(error: jsonschema.ValidationError, root: dict) -> list[str]:
+    """The keys of an additional/unevaluated-properties error that the schema does not allow."""
+    return sorted(set(error.instance) - _allowed_keys(error.schema, root))
+
+
 def _describe(error: jsonschema.ValidationError, root: dict) -> str:
     key = _key(error.absolute_path)
     if error.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(
         error.instance, dict
     ):
         known = sorted(_allowed_keys(error.schema, root))
-        unknown = sorted(set(error.instance) - set(known))
+        unknown = _unknown_keys(error, root)
         keys = ", ".join(f"'{_key([*error.absolute_path, name])}'" for name in unknown)
         return f"unknown config key {keys}; allowed here: {', '.join(known)}"
     if "propertyNames" in error.absolute_schema_path:
@@ -88,14 +93,11 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     filled = copy.deepcopy(config)
     validator = _DefaultFillingValidator(load_schema(schema_path))
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(map(str, e.absolute_path)))
-    # A key that fails inside an `allOf` also makes its siblings look "unevaluated": report the
-    # real error only.
-    failing = [e for e in errors if e.validator != "unevaluatedProperties"]
+    # A key that fails inside an `allOf` also makes its known siblings look "unevaluated": keep
+    # such an error only for keys the schema does not know (so a real unknown key still shows).
     errors = [
         e for e in errors
-        if e.validator != "unevaluatedProperties"
-        or not any(tuple(f.absolute_path)[: len(e.absolute_path)] == tuple(e.absolute_path)
-                   for f in failing)
+        if e.validator != "unevaluatedProperties" or _unknown_keys(e, validator.schema)
     ]
     if errors:
         lines = sorted({_describe(error, validator.schema) for error in errors})
@@ -144,6 +146,24 @@ def _check_datasets(config: dict) -> None:
                 "Either set 'offline: false' on a machine with internet, or export the data to a "
                 f"local file and use `{name}: {{path: data/{name}.jsonl}}`."
             )
+
+
+def check_local_data(config: dict) -> None:
+    """Read every local dataset file as the prep job will, so a truncated, non-UTF-8 or badly
+    labelled file stops the run before any job starts, naming the key, the file and the row.
+
+    Reads whole files: call it once per run (the Snakefile does, in its main process only), not
+    from validate_config, which tests and every job's re-parse of the workflow also call.
+    """
+    from .errors import DatasetError
+    from .prep import load_pools
+
+    for name, spec in config["datasets"].items():
+        if "path" in spec:
+            try:
+                load_pools(name, spec, seed=0)
+            except DatasetError as error:
+                raise ConfigError(f"config key 'datasets.{name}': {error}") from None
 
 
 def _check_models(config: dict) -> None:

@@ -15,3 +15,8 @@ class DatasetError(StudyError):
 
 class ModelError(StudyError):
     """A model cannot be found or loaded. The message names the model and how to provide it."""
+
+
+class OutputError(StudyError, OSError):
+    """An output cannot be written (disk full, no permission). The message names the file; any
+    previous version of it is left as it was. Still an OSError, with the original errno."""

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import ConfigError
-from .io import write_text
+from .io import pause_after_first_save, write_text
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +360,7 @@ def run_chunked(
             chunk = compute(indices)
             elapsed = time.monotonic() - started
             write_text(path, json.dumps({"fingerprint": fingerprint_k, "records": chunk}))
+            pause_after_first_save()
             stats.computed += 1
             stats.computed_chunk_indices.append(k)
             stats.seconds += elapsed

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
+
+from .errors import OutputError
 
 
 @contextlib.contextmanager
@@ -17,24 +21,59 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The temporary file lives in the same folder, so the final ``os.replace`` is atomic, and a
     failure (disk full, kill, exception) leaves any previous version of ``path`` untouched.
+    An OSError on the way (the block should only write ``tmp``) becomes an OutputError naming
+    ``path``: a write error alone often names no file, or only the temporary one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    # mkstemp makes the file private; give it the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        # mkstemp makes the file private; give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
         yield tmp_path
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, OutputError):
+            raise _output_error(path, error) from error
         raise
+
+
+PAUSE_VARIABLE = "W2S_EDA_PAUSE_AFTER_FIRST_SAVE"
+_paused = False
+
+
+def pause_after_first_save() -> None:
+    """Fault-injection hook for the kill-and-resume tests: with ``W2S_EDA_PAUSE_AFTER_FIRST_SAVE``
+    set to a number of seconds, a process sleeps that long after the first chunk or checkpoint it
+    saves, so a test can ``kill -9`` the job mid-stage. Unset (always, outside those tests), it
+    does nothing."""
+    global _paused
+    seconds = os.environ.get(PAUSE_VARIABLE)
+    if seconds and not _paused:
+        _paused = True
+        time.sleep(float(seconds))
+
+
+def _output_error(path: Path, error: OSError) -> OutputError:
+    reason = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += " (free some space, or run the study on a bigger disk)"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason += f" (check that {path.parent} is writable)"
+    wrapped = OutputError(
+        f"cannot write {path}: {reason}; its previous version, if any, is left unchanged"
+    )
+    wrapped.errno = error.errno
+    return wrapped
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

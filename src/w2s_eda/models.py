@@ -165,11 +165,30 @@ def _fetch_for_saving(source: str, spec: dict, offline: bool, manifest: dict):
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, AutoConfig
 
     options = {"revision": spec.get("revision"), "trust_remote_code": spec["trust_remote_code"]}
-    config = AutoConfig.from_pretrained(spec["hub"], **options)
+    try:
+        config = AutoConfig.from_pretrained(spec["hub"], **options)
+    except OSError as error:  # offline, unreachable, unknown id or revision
+        raise ModelError(_hub_failure(manifest["name"], spec, error)) from error
     auto = AutoModelForCausalLM if _is_causal(config) else AutoModel
     model = auto.from_pretrained(spec["hub"], use_safetensors=True, **options)
     manifest["revision_resolved"] = getattr(config, "_commit_hash", None)
     return model, AutoTokenizer.from_pretrained(spec["hub"], **options)
+
+
+def _hub_failure(name: str, spec: dict, error: OSError) -> str:
+    from huggingface_hub import constants
+
+    message = (
+        f"config key 'models.{name}.hub': cannot fetch model '{spec['hub']}'"
+        f"{' at revision ' + spec['revision'] if 'revision' in spec else ''}: "
+        f"{str(error).splitlines()[0] if str(error) else type(error).__name__}"
+    )
+    if constants.HF_HUB_OFFLINE:
+        message += (
+            " HF_HUB_OFFLINE is set in the environment, so only the local Hugging Face cache is"
+            " searched: unset it on a machine with internet, or set 'path:' to a local copy."
+        )
+    return message
 
 
 def _is_causal(config) -> bool:

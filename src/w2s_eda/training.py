@@ -36,7 +36,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .generation import fingerprint
-from .io import atomic_path
+from .io import atomic_path, pause_after_first_save
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +263,7 @@ def _save_checkpoint(folder: Path, step: int, model, optimizer, losses, key: str
     for older in _checkpoints(folder):
         if older != path:
             older.unlink(missing_ok=True)
+    pause_after_first_save()
     return path
 
 

@@ -6,7 +6,13 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from w2s_eda.arms import all_arms, context_key, parts_of
-from w2s_eda.config import local_files, model_names, split_sizes, validate_config
+from w2s_eda.config import (
+    check_local_data,
+    local_files,
+    model_names,
+    split_sizes,
+    validate_config,
+)
 from w2s_eda.data.registry import DATASETS
 from w2s_eda.errors import ConfigError
 
@@ -15,6 +21,9 @@ try:
     config.update(
         validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
     )
+    # Local data files are read once, by the main process (not by each job's re-parse).
+    if workflow.is_main_process:
+        check_local_data(config)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 

@@ -107,7 +107,12 @@ class _LabelParser:
         value = row[self.field]
         if value is None or value == "":
             raise DatasetError(f"{where}: the '{self.field}' field is empty")
-        kind = "string" if isinstance(value, str) else "number"
+        # JSON true/false next to 0/1 (or "1") is as much a mix as "1" next to 1.
+        kind = (
+            "string" if isinstance(value, str)
+            else "boolean" if isinstance(value, bool)
+            else "number"
+        )
         if self.first_kind is None:
             self.first_kind = (kind, number)
         elif kind != self.first_kind[0]:

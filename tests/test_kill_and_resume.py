@@ -1,0 +1,106 @@
+"""Kill and resume through Snakemake: the small study (tests/studies.py) with a job killed with
+SIGKILL in each heavy stage (explain, debate, weak training, strong training), each time once the
+stage has saved a chunk or checkpoint, then rerun with --rerun-incomplete. The study completes
+with results equal to the uninterrupted run's, and what the killed jobs had saved is reused, not
+recomputed (chunk files keep their mtimes; the job logs say what was reused or resumed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import study_args
+from studies import Run, assert_same_results, small_study_folder
+
+pytestmark = pytest.mark.slow
+
+CELL = "results/toy/seed0/smollm2-135m"
+WEAK = f"{CELL}/weak/minilm-l6"
+# Seconds a job sleeps after its first saved chunk or checkpoint: the window to kill it in.
+PAUSE = {"W2S_EDA_PAUSE_AFTER_FIRST_SAVE": "3"}
+
+# (stage, the rule whose job is killed and its script, the targets of that run, what the job
+# saves as it goes)
+STAGES = [
+    ("explain", "explain_shard", "explain_shard", [f"{CELL}/explanations.parquet"],
+     f"{CELL}/explain/chunks/chunk-*.json"),
+    ("debate", "debate_round", "debate_round", [f"{CELL}/debates.parquet"],
+     f"{CELL}/debate/round1/chunks/*/chunk-*.json"),
+    ("weak training", "train_weak", "train_weak",
+     [f"{WEAK}/{arm}/test_predictions.parquet" for arm in ("baseline", "eda")],
+     f"{WEAK}/*/checkpoints/member*/step*.pt"),
+    ("strong training", "train_ceiling", "train_strong", [f"{CELL}/ceiling/test_predictions.parquet"],
+     f"{CELL}/ceiling/checkpoints/step*.pt"),
+]
+
+
+def _job_pids(script: str, workdir: Path) -> list[int]:
+    """Processes running a workflow script (Snakemake runs `.snakemake/scripts/tmpXXXX.<script>.py`)
+    in ``workdir`` (not those of other studies running beside this one)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                cwd = Path(os.readlink(entry / "cwd"))
+            except OSError:
+                continue
+            if cwd == workdir and any(arg.endswith(f".{script}.py".encode()) for arg in argv):
+                pids.append(int(entry.name))
+    return pids
+
+
+def _kill_when_saved(run: Run, rule: str, script: str, pattern: str) -> dict[str, int]:
+    """SIGKILL the rule's job once it has saved something matching ``pattern``; returns what it
+    had saved, with mtimes."""
+    deadline = time.monotonic() + 300
+    while not (saved := list(run.folder.glob(pattern))):
+        assert run.process.poll() is None, f"the run ended before {rule} saved anything:\n" + \
+            (run.folder / "snakemake.err").read_text()[-3000:]
+        assert time.monotonic() < deadline, f"{rule} saved nothing in 300 s"
+        time.sleep(0.05)
+    pids = _job_pids(script, run.folder)
+    assert pids, f"no process runs {rule}"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return {str(path.relative_to(run.folder)): path.stat().st_mtime_ns for path in saved}
+
+
+def _log(folder: Path, rule: str) -> str:
+    return "\n".join(path.read_text() for path in sorted((folder / "results/logs" / rule).glob("*.log")))
+
+
+def test_a_job_killed_in_each_heavy_stage_resumes_to_the_uninterrupted_results(
+        studies_root, prepared_models, small_study):
+    folder, config = small_study_folder(studies_root, "killed", prepared_models)
+    args = [*study_args(folder, config), "--cores", "2", "--rerun-incomplete"]
+    kept = {}
+    for stage, rule, script, targets, pattern in STAGES:
+        # Targets go before the arguments (--configfile takes several values).
+        run = Run.start(folder, [*targets, *args], env=PAUSE)
+        saved = _kill_when_saved(run, rule, script, pattern)
+        code, stderr, _ = run.wait()
+        assert code != 0 and f"Error in rule {rule}" in stderr, f"{stage}: {stderr[-3000:]}"
+        for target in targets:  # no declared output of the killed stage exists, half-written or not
+            assert not (folder / target).exists(), target
+        if rule in ("explain_shard", "debate_round"):
+            kept.update(saved)  # chunks stay after success; checkpoints are deleted then
+
+    final = Run.start(folder, args)
+    code, stderr, _ = final.wait()
+    assert code == 0, stderr[-5000:]
+    # Each killed job ran once more, after its kill; its log is that run's.
+    for rule in ("explain_shard", "debate_round"):
+        assert "1 reused" in _log(folder, rule), _log(folder, rule)
+    for rule in ("train_weak", "train_ceiling"):
+        assert "resumed from checkpoint" in _log(folder, rule), _log(folder, rule)
+    for path, mtime in kept.items():  # saved chunks were reused as they were
+        assert (folder / path).stat().st_mtime_ns == mtime, path
+
+    reference_code, reference_stderr, _ = small_study.wait()
+    assert reference_code == 0, reference_stderr[-5000:]
+    assert_same_results(folder, small_study.folder)
