@@ -1,5 +1,6 @@
 """Align: head, losses, truncation policy, feature caching, checkpoint resume, determinism, arms."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -176,6 +177,8 @@ def test_probe_learns_and_same_seed_gives_identical_predictions(tmp_path):
     assert ((p > 0.5) == y).mean() >= 0.9 and result.losses[-1] < result.losses[0]
     _, again = _probe_run(x, y, tmp_path / "b", settings)
     assert np.array_equal(p, again)
+    _, other_seed = _probe_run(x, y, tmp_path / "c", dataclasses.replace(settings, seed=4))
+    assert not np.array_equal(p, other_seed)  # another batch order
 
 
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):

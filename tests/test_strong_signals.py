@@ -1,12 +1,6 @@
 """Explain and debate stages: no label leakage, resume, sharding, round reuse, template checks."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 
 import pandas as pd
 import pytest
@@ -90,49 +84,8 @@ def test_positional_placeholder_is_rejected():
         validate_config({"explain": {"template": "{item} {}"}})
 
 
-KILLABLE = textwrap.dedent(
-    """
-    import sys, torch
-    torch.set_num_threads(1)
-    from w2s_eda.config import validate_config
-    from w2s_eda.strong_signals import explain_shard
-    paths = dict(weak_train=sys.argv[1], w2s_train=sys.argv[2], test=sys.argv[3])
-    config = validate_config({"explain": {"max_new_tokens": 12},
-                              "generation": {"chunk_size": 2, "dtype": "float32"}})
-    explain_shard(paths, sys.argv[4], sys.argv[5], config["explain"], config["generation"],
-                  0, "cpu", sys.argv[6], 0, sys.argv[7])
-    """
-)
-
-
-@pytest.mark.slow
-def test_killed_explain_stage_resumes_to_the_uninterrupted_output(tmp_path, prepared_models):
-    paths, manifest = write_splits(tmp_path / "data")
-    model = prepared_models / "smollm2-135m"
-
-    def start(work, out):
-        args = [paths["weak_train"], paths["w2s_train"], paths["test"], manifest, model, work, out]
-        return subprocess.Popen([sys.executable, "-c", KILLABLE, *map(str, args)],
-                                stderr=subprocess.DEVNULL)
-
-    work = tmp_path / "killed"
-    victim = start(work, tmp_path / "never.parquet")
-    deadline = time.monotonic() + 240
-    while not (work / "chunk-00000.json").exists():
-        assert victim.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
-    finished = {p.name: p.stat().st_mtime_ns for p in work.glob("chunk-*.json")}
-    assert 1 <= len(finished) < 6 and not (tmp_path / "never.parquet").exists()
-    assert start(work, tmp_path / "resumed.parquet").wait(timeout=300) == 0
-    assert start(tmp_path / "fresh", tmp_path / "fresh.parquet").wait(timeout=300) == 0
-    resumed = pd.read_parquet(tmp_path / "resumed.parquet").drop(columns="seconds")
-    fresh = pd.read_parquet(tmp_path / "fresh.parquet").drop(columns="seconds")
-    pd.testing.assert_frame_equal(resumed, fresh)
-    assert len(resumed) == 12 and resumed.explanation.str.len().min() > 0
-    for name, mtime in finished.items():
-        assert (work / name).stat().st_mtime_ns == mtime
+# A killed explain or debate job resuming to the uninterrupted output, through Snakemake:
+# tests/test_kill_and_resume.py.
 
 
 def _study(folder, **overrides):

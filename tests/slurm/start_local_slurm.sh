@@ -12,8 +12,8 @@
 # any real cluster. `stop` removes the link; a slurm.conf that is not our link is never touched
 # (start fails instead).
 # The node is called localhost and has two partitions, `cpu` (default) and `gpu`, like the ones
-# profiles/slurm asks for, and one generic `gpu` resource (a count, no device) so that jobs asking
-# for --gpus=1 are scheduled; nothing in the jobs sees a GPU.
+# profiles/slurm asks for, and one fake GPU (gres.conf points it at /dev/null) so that jobs asking
+# for --gpus=1 are scheduled, one at a time; torch in the jobs still sees no GPU.
 # Needs Debian/Ubuntu packages slurmctld slurmd slurm-client munge (installed with apt when
 # missing, which needs root or sudo) and root to run the daemons. Tested with SLURM 22.05.
 set -euo pipefail
