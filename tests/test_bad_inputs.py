@@ -11,8 +11,6 @@ shows that those markers do appear once parsing succeeds.
 Related cases elsewhere:
 - tests/test_workflow.py::test_bad_config_stops_before_any_job: ``splits.test: -4`` together with
   ``bogus: true``, both named in one run (here: other split keys, one error per run);
-- tests/test_workflow.py::test_hub_dataset_offline_fails_fast_with_a_hint: a hub *dataset* while
-  offline, timed (repeated below only to add the before-any-job check);
 - tests/test_config.py, tests/test_datasets.py, tests/test_strong_signals.py, tests/test_align.py:
   the same checks at unit level.
 """
@@ -174,8 +172,6 @@ HUB_CASES = {
         {"offline": True, "models": HUB_MODEL, "pairs": [{"weak": "minilm-l6", "strong": "qwen"}]},
         "config key 'models.qwen.hub': model 'Qwen/Qwen2.5-0.5B' is a hub id, but 'offline' is true",
     ),
-    # Also timed in test_workflow.py::test_hub_dataset_offline_fails_fast_with_a_hint; here for
-    # the before-any-job check it does not make.
     "hub dataset, offline": (
         {"datasets": {"sciq": {}}},
         "config key 'datasets.sciq': dataset 'sciq' comes from the Hugging Face hub ('allenai/sciq')",

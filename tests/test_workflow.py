@@ -2,7 +2,6 @@
 
 import json
 import re
-import time
 
 import pytest
 import yaml
@@ -82,14 +81,6 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert "config key 'splits.test': -4 is less than the minimum of 2" in result.stderr
     assert "unknown config key 'bogus'" in result.stderr
     assert not (tmp_path / "results").exists()
-
-
-def test_hub_dataset_offline_fails_fast_with_a_hint(tmp_path):
-    started = time.monotonic()
-    result = run_snakemake("--cores", "1", *study(tmp_path, {"datasets": {"boolq": {}}}))
-    assert time.monotonic() - started < 10
-    assert result.returncode != 0
-    assert "config key 'datasets.boolq'" in result.stderr and "offline: false" in result.stderr
 
 
 def test_unknown_dataset_lists_known_names(tmp_path):
