@@ -1,5 +1,5 @@
-# EDA weak-to-strong study. This file only assembles: the setup and config validation are in
-# workflow/rules/common.smk, one rule file per stage, and all logic in the w2s_eda package.
+# EDA weak-to-strong study. This file only assembles: workflow/rules/common.smk adapts the study
+# model (src/w2s_eda/study.py), one rule file per stage, and all logic is in the w2s_eda package.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -32,7 +32,8 @@ include: "workflow/rules/train_strong.smk"
 include: "workflow/rules/analysis.smk"
 
 
+# The analysis outputs and every cell's table; everything else is computed only as they need it.
 rule all:
     default_target: True
     input:
-        study_targets(),
+        STUDY.targets(),

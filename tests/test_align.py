@@ -17,7 +17,7 @@ import torch
 from conftest import TEXTS, run_snakemake, study_args
 from w2s_eda import align
 from w2s_eda.arms import encode_with_context, fit_to_budget, share_budget, special_affixes
-from w2s_eda.config import validate_config
+from w2s_eda.study import validate_config
 from w2s_eda.errors import ConfigError
 from w2s_eda.training import (
     LinearHead,
@@ -346,7 +346,10 @@ def test_an_arm_added_in_the_config_appears_in_the_dag(tmp_path):
     assert f"{cell}/weak/minilm-l6/debate_distill/soft_labels.parquet" in out
     assert f"{cell}/w2s/minilm-l6/debate_distill/logconf/metrics.json" in out
     assert f"{cell}/weak/minilm-l6/features/item+debate.npz" in out
-    assert out.count("rule train_weak:") == 3 and out.count("rule train_student:") == 3
+    # baseline reads nothing from the strong model (train_weak); eda and debate_distill do
+    assert out.count("rule train_weak:") == 1 and out.count("rule train_weak_strong:") == 2
+    assert out.count("rule train_student:") == 3
+    assert "results/epistemic_reasoning/seed0/weak/minilm-l6/baseline/soft_labels.parquet" in out
     assert out.count("rule strong_features:") == 1 and out.count("rule train_ceiling:") == 1
 
 

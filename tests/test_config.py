@@ -3,7 +3,8 @@
 import pytest
 
 from conftest import balanced_rows, write_jsonl
-from w2s_eda.config import check_local_data, split_sizes, validate_config
+from w2s_eda.config import split_sizes
+from w2s_eda.study import check_local_data, validate_config
 from w2s_eda.errors import ConfigError
 
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from w2s_eda.config import validate_config
+from w2s_eda.study import validate_config
 from w2s_eda.errors import ConfigError, ModelError
 from w2s_eda.models import MODEL_MANIFEST, load_prepared, prepare_model, resolve_device
 

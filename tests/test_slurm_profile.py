@@ -8,8 +8,9 @@ from pathlib import Path
 
 from conftest import REPO, run_snakemake
 
-GPU_RULES = {"explain_shard", "debate_round", "debate", "weak_features", "strong_features",
-             "train_weak", "train_ceiling", "train_student"}
+GPU_RULES = {"explain_shard", "zero_shot", "debate_round", "debate", "weak_features",
+             "weak_features_strong", "strong_features", "train_weak", "train_weak_strong",
+             "train_ceiling", "train_student"}
 
 
 def _jobs(output: str) -> list[tuple[str, dict]]:

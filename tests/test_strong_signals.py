@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
-from w2s_eda.config import validate_config
+from w2s_eda.study import validate_config
 from w2s_eda.errors import ConfigError
 from w2s_eda.prompts import item_fields
 from w2s_eda.strong_signals import debate_prompt, format_transcript, read_items, visible_turns

@@ -31,10 +31,12 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 # One cell's align jobs with the default 5 arms and 2 losses: the 5 arms read 4 input layouts
-# (baseline and distill both read the item only), and the strong features, the ceiling and the
-# weak floor are shared by every student.
-ALIGN_JOBS = {"weak_features": 4, "train_weak": 5, "strong_features": 1, "train_ceiling": 1,
-              "train_student": 10, "w2s_summary": 1}
+# (baseline and distill both read the item only, which no strong model changes: weak_features);
+# baseline alone reads nothing of the strong model (train_weak; the other four train_weak_strong).
+# The strong features, the ceiling and the weak floor are shared by every student.
+ALIGN_JOBS = {"weak_features": 1, "weak_features_strong": 3, "train_weak": 1,
+              "train_weak_strong": 4, "strong_features": 1, "train_ceiling": 1,
+              "train_student": 10, "cell_table": 1}
 
 
 def test_default_config_dry_run():
@@ -42,7 +44,7 @@ def test_default_config_dry_run():
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout) == {
         "download_bigbench": 1, "prep": 1, "prepare_model": 2, "explain_shard": 1, "explain": 1,
-        "debate_round": 2, "debate": 1, "all": 1, "analysis": 1, **ALIGN_JOBS}
+        "zero_shot": 1, "debate_round": 2, "debate": 1, "all": 1, "analysis": 1, **ALIGN_JOBS}
 
 
 def test_two_datasets_two_seeds_dry_run(tmp_path):
@@ -55,7 +57,7 @@ def test_two_datasets_two_seeds_dry_run(tmp_path):
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout) == {
         "prep": 4, "download_bigbench": 1, "prepare_model": 2, "explain_shard": 4, "explain": 4,
-        "debate_round": 8, "debate": 4, "all": 1, "analysis": 1,  # one analysis for the study
+        "zero_shot": 4, "debate_round": 8, "debate": 4, "all": 1, "analysis": 1,  # one analysis
         **{rule: 4 * count for rule, count in ALIGN_JOBS.items()}}
 
 
@@ -99,8 +101,43 @@ def test_paper_config_dry_runs():
     cells = 5 * 3 * 2  # datasets x seeds x pairs
     assert counts["prep"] == 15 and counts["prepare_model"] == 3
     assert counts["explain_shard"] == cells * 8 and counts["debate_round"] == cells * 3 * 8
-    assert counts["train_weak"] == cells * 5 and counts["train_ceiling"] == cells
+    # the baseline weak model is shared by the two strong models; the other arms read one
+    assert counts["train_weak"] == 5 * 3 and counts["train_weak_strong"] == cells * 4
+    assert counts["zero_shot"] == cells and counts["train_ceiling"] == cells
     assert counts["train_student"] == cells * 5 * 3
     models = yaml.safe_load((REPO / "config/paper.yaml").read_text())["models"]
     for name, spec in models.items():
         assert re.fullmatch(r"[0-9a-f]{40}", spec.get("revision", "")), f"{name} is not pinned"
+
+
+# What each arm selection asks the strong model for: nothing it does not read is computed.
+GENERATION_RULES = ("explain_shard", "explain", "zero_shot", "debate_round", "debate")
+
+
+@pytest.mark.parametrize("arms, generated", [
+    (["baseline"], {}),
+    (["baseline", "distill"], {"zero_shot": 1}),
+    (["baseline", "debate"], {"debate_round": 2, "debate": 1}),
+    (["baseline", "explain"], {"explain_shard": 1, "explain": 1}),
+])
+def test_only_the_signals_an_arm_reads_are_computed(tmp_path, arms, generated):
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["align"] = {"arms": arms}
+    result = run_snakemake("-n", "--forceall", *study(tmp_path, config))
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    assert {rule: counts[rule] for rule in GENERATION_RULES if rule in counts} == generated
+    # the debate plot exists only with debates
+    assert ("results/plots/debate_rounds.png" in result.stdout) == ("debate" in generated)
+    assert counts["train_student"] == 2 * len(arms)
+
+
+def test_paper_config_without_generation_arms_runs_no_debate(tmp_path):
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    config["align"] = {"arms": ["baseline", "distill"]}
+    result = run_snakemake("-n", *study(tmp_path, config))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    counts = job_counts(result.stdout)
+    cells = 5 * 3 * 2
+    assert "debate_round" not in counts and "explain_shard" not in counts
+    assert counts["zero_shot"] == cells and counts["train_student"] == cells * 2 * 3

@@ -30,9 +30,8 @@ import torch
 from .arms import context_key, encode_with_context
 from .errors import DatasetError
 from .features import PooledBackbone, extract, pad_batch, pad_id, pooling_for, resolve_layer
-from .generation import fingerprint
-from .io import atomic_path, read_json, write_json
-from .metrics import fmt, scores
+from .io import atomic_path, fingerprint, read_json, write_json
+from .stats import fmt, scores
 from .models import MODEL_MANIFEST, load_prepared, resolve_device
 from .training import (
     ProbeClassifier,
@@ -261,6 +260,7 @@ def train_weak(
     arm: str, arm_spec: dict, split_paths: dict[str, str], model_dir: str, train: dict,
     seed: int, device: str, dtype: str, outputs: dict[str, str],
     features: str | None = None, explanations: str | None = None, debates: str | None = None,
+    zero_shot: str | None = None,
 ) -> dict:
     """Train the weak model of ``arm`` (``train.ensemble`` members) and write its outputs."""
     started = time.monotonic()
@@ -273,10 +273,10 @@ def train_weak(
     if arm_spec["targets"] == "gold":
         targets = frames["train"]["label"].to_numpy(dtype=np.float32)
     else:
-        if explanations is None:
-            raise DatasetError(f"arm '{arm}' distils the strong model but got no explanations file")
-        zero_shot = pd.read_parquet(explanations, columns=["id", "p_label1"]).set_index("id")
-        targets = zero_shot.loc[frames["train"]["id"], "p_label1"].to_numpy(dtype=np.float32)
+        if zero_shot is None:
+            raise DatasetError(f"arm '{arm}' distils the strong model but got no zero-shot file")
+        strong = pd.read_parquet(zero_shot, columns=["id", "p_label1"]).set_index("id")
+        targets = strong.loc[frames["train"]["id"], "p_label1"].to_numpy(dtype=np.float32)
     settings = TrainSettings.from_config(train, seed=seed)
     torch_device, torch_dtype = resolve_device(device, dtype)
     bf16 = torch_dtype == torch.bfloat16

@@ -1,178 +1,198 @@
-"""Analysis: PGR with paired-bootstrap CIs, arm-vs-baseline tests, deception regions, across seeds.
+"""The analysis stage: every cell's test predictions in, the study's tables, JSON and plots out.
 
-Definitions (METHOD.md):
-
-- PGR = (W2S − floor) / (ceiling − floor) (Burns et al. 2023), on accuracy and on AUROC. The floor
-  is the weak model's ``baseline`` arm, the ceiling the strong model trained on gold labels. It
-  is undefined (``None``, with the reason) when the ceiling does not beat the floor; as in the
-  openai/weak-to-strong notebook, medians across cells leave those out.
-- Paired bootstrap: test items are resampled once per replicate and floor, ceiling, W2S and PGR
-  are recomputed together on that resample; the 95 % CI is the 2.5th-97.5th percentile.
-- Arm vs baseline: the student of an arm against the baseline arm's student (same loss) on the
-  same test items: exact McNemar test on the items exactly one of them gets right, plus a paired
-  bootstrap CI of the accuracy difference.
-- Deception regions (after Yang et al. 2024, arXiv:2406.11431): weak-known / weak-unknown = the
-  floor is right / wrong; strong-known / strong-unknown = the ceiling is right / wrong. Per region,
-  the student's error rate with counts. Deception score = the student's error rate on
-  weak-unknown ∩ strong-known; deception gap = that minus its error rate on weak-known ∩
-  strong-known. We also report the share of the student's errors that fall in weak-unknown ∩
-  strong-known (``errors_in_wu_sk``).
-
-Metrics come from scikit-learn (accuracy, AUROC) and scipy (binomial test, t interval).
+Writes ``summary.csv`` / ``summary.md`` (one row per cell × arm × loss), ``pgr.json`` (per row,
+across seeds, and the median across cells per arm and loss), ``deception.json`` and the plots
+(the debate plot only when the study ran debates). The statistics are in stats.py.
+Our JSON files stay the source of truth; W&B and the HTML report only mirror them.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import logging
 
 import numpy as np
+import pandas as pd
 
-REGIONS = {
-    "weak_known_strong_known": (True, True),
-    "weak_known_strong_unknown": (True, False),
-    "weak_unknown_strong_known": (False, True),
-    "weak_unknown_strong_unknown": (False, False),
-}
-UNDEFINED = "ceiling does not beat floor"
+from .errors import DatasetError
+from .io import atomic_path, write_json, write_text
+from .stats import (
+    Predictions,
+    accuracy,
+    across_seeds,
+    auroc,
+    deception,
+    fmt,
+    mcnemar,
+    paired_bootstrap,
+    pgr,
+)
 
+log = logging.getLogger(__name__)
 
-def accuracy(labels: np.ndarray, p_label1: np.ndarray) -> float:
-    from sklearn.metrics import accuracy_score
-
-    return float(accuracy_score(labels, np.asarray(p_label1) > 0.5))
-
-
-def auroc(labels: np.ndarray, p_label1: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(labels, p_label1)) if len(np.unique(labels)) == 2 else None
-
-
-def pgr(w2s: float | None, floor: float | None, ceiling: float | None) -> tuple[float | None, str | None]:
-    """(PGR, None), or (None, why it is undefined)."""
-    if w2s is None or floor is None or ceiling is None:
-        return None, "a metric is undefined (test split has one class)"
-    if ceiling <= floor:
-        return None, UNDEFINED
-    return (w2s - floor) / (ceiling - floor), None
+CELL_KEYS = ("dataset", "seed", "weak", "strong")
 
 
-def _interval(values: np.ndarray) -> tuple[float | None, float | None]:
-    values = values[~np.isnan(values)]
-    if not len(values):
-        return None, None
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
+def _read(path: str) -> pd.DataFrame:
+    return pd.read_parquet(path, columns=["id", "label", "p_label1"])
 
 
-@dataclass
-class Predictions:
-    """One cell's test predictions, P(label 1) per item, aligned on the same items."""
-
-    labels: np.ndarray
-    floor: np.ndarray
-    ceiling: np.ndarray
+def _aligned(reference: pd.DataFrame, frame: pd.DataFrame, path: str) -> np.ndarray:
+    if list(frame["id"]) != list(reference["id"]):
+        raise DatasetError(f"{path}: its test items differ from the weak floor's; rerun that stage")
+    return frame["p_label1"].to_numpy()
 
 
-def accuracy_rows(labels: np.ndarray, p_label1: np.ndarray) -> np.ndarray:
-    """Accuracy of each row of a (resamples × items) matrix; equals ``accuracy`` row by row."""
-    return ((p_label1 > 0.5) == labels).mean(axis=1)
+def _fmt(value, digits: int = 3) -> str:
+    return fmt(value, digits, missing="—")
 
 
-def auroc_rows(labels: np.ndarray, p_label1: np.ndarray) -> np.ndarray:
-    """AUROC of each row (NaN where a row has one class), by the rank-sum identity with scipy's
-    tie-averaged ranks; equals scikit-learn's ``roc_auc_score`` row by row (tested)."""
-    from scipy.stats import rankdata
+def analyze_cell(cell: dict, n_resamples: int) -> tuple[list[dict], list[dict]]:
+    """Rows of summary.csv and deception.json for one cell (dataset × seed × weak × strong).
 
-    ranks = rankdata(p_label1, axis=1)
-    positives = labels.sum(axis=1)
-    negatives = labels.shape[1] - positives
-    rank_sum = (ranks * labels).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values = (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
-    values[(positives == 0) | (negatives == 0)] = np.nan
-    return values
-
-
-def _pgr_rows(w2s: np.ndarray, floor: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values = (w2s - floor) / (ceiling - floor)
-    values[~(ceiling > floor)] = np.nan  # also NaN where a metric is NaN
-    return values
-
-
-def paired_bootstrap(
-    preds: Predictions, w2s: np.ndarray, baseline_w2s: np.ndarray | None = None,
-    n_resamples: int = 1000, seed: int = 0,
-) -> dict:
-    """95 % CIs of floor, ceiling and W2S accuracy/AUROC, PGR on both, and (with a baseline
-    student) the accuracy difference, all from the same resamples of the test items."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(preds.labels), (n_resamples, len(preds.labels)))
-    y = preds.labels[idx]
-    models = {"floor": preds.floor, "ceiling": preds.ceiling, "w2s": w2s}
-    if baseline_w2s is not None:
-        models["baseline_w2s"] = baseline_w2s
-    draws = {}
-    for name, p in models.items():
-        draws[f"{name}_accuracy"] = accuracy_rows(y, np.asarray(p)[idx])
-        draws[f"{name}_auroc"] = auroc_rows(y, np.asarray(p)[idx])
-    for metric in ("accuracy", "auroc"):
-        draws[f"pgr_{metric}"] = _pgr_rows(
-            draws[f"w2s_{metric}"], draws[f"floor_{metric}"], draws[f"ceiling_{metric}"]
-        )
-    if baseline_w2s is not None:
-        draws["accuracy_minus_baseline"] = draws["w2s_accuracy"] - draws["baseline_w2s_accuracy"]
-    out = {name: _interval(values) for name, values in draws.items()}
-    out["pgr_accuracy_undefined_fraction"] = float(np.isnan(draws["pgr_accuracy"]).mean())
-    out["n_resamples"] = n_resamples
-    return out
-
-
-def mcnemar(labels: np.ndarray, p_a: np.ndarray, p_b: np.ndarray) -> dict:
-    """Exact McNemar test: of the items exactly one model gets right, is the split 50/50?"""
-    from scipy.stats import binomtest
-
-    right_a = (np.asarray(p_a) > 0.5) == labels
-    right_b = (np.asarray(p_b) > 0.5) == labels
-    only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
-    p_value = 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
-    return {"only_arm_right": only_a, "only_baseline_right": only_b, "p_value": p_value}
-
-
-def deception(labels: np.ndarray, floor: np.ndarray, ceiling: np.ndarray, student: np.ndarray) -> dict:
-    """The student's errors in the four weak/strong known/unknown regions, score and gap."""
-    weak_right = (np.asarray(floor) > 0.5) == labels
-    strong_right = (np.asarray(ceiling) > 0.5) == labels
-    student_wrong = (np.asarray(student) > 0.5) != labels
-    regions = {}
-    for name, (weak_known, strong_known) in REGIONS.items():
-        mask = (weak_right == weak_known) & (strong_right == strong_known)
-        n, errors = int(mask.sum()), int((mask & student_wrong).sum())
-        regions[name] = {"n": n, "errors": errors, "error_rate": errors / n if n else None}
-    score = regions["weak_unknown_strong_known"]["error_rate"]
-    reference = regions["weak_known_strong_known"]["error_rate"]
-    total_errors = int(student_wrong.sum())
-    return {
-        "regions": regions,
-        "deception_score": score,
-        "deception_gap": None if score is None or reference is None else score - reference,
-        "errors_in_wu_sk": (regions["weak_unknown_strong_known"]["errors"] / total_errors
-                            if total_errors else None),
+    ``cell`` names its files by role: ``ceiling_predictions``, ``weak_predictions`` (by arm) and
+    ``student_predictions`` (by arm, then loss); the weak floor is the ``baseline`` arm."""
+    floor_frame = _read(cell["weak_predictions"]["baseline"])
+    labels = floor_frame["label"].to_numpy()
+    preds = Predictions(
+        labels=labels,
+        floor=floor_frame["p_label1"].to_numpy(),
+        ceiling=_aligned(floor_frame, _read(cell["ceiling_predictions"]), cell["ceiling_predictions"]),
+    )
+    weak = {arm: _aligned(floor_frame, _read(path), path) for arm, path in cell["weak_predictions"].items()}
+    students = {
+        (arm, loss): _aligned(floor_frame, _read(path), path)
+        for arm, by_loss in cell["student_predictions"].items() for loss, path in by_loss.items()
     }
+    base = {name: cell[name] for name in CELL_KEYS}
+    floor_acc, ceiling_acc = accuracy(labels, preds.floor), accuracy(labels, preds.ceiling)
+    floor_auc, ceiling_auc = auroc(labels, preds.floor), auroc(labels, preds.ceiling)
+    rows, deceptions = [], []
+    for (arm, loss), student in students.items():
+        baseline = students.get(("baseline", loss))
+        w2s_acc, w2s_auc = accuracy(labels, student), auroc(labels, student)
+        pgr_acc, why_acc = pgr(w2s_acc, floor_acc, ceiling_acc)
+        pgr_auc, why_auc = pgr(w2s_auc, floor_auc, ceiling_auc)
+        boot = paired_bootstrap(
+            preds, student, None if arm == "baseline" else baseline, n_resamples,
+            seed=int(cell["seed"]),
+        )
+        row = {
+            **base, "arm": arm, "loss": loss, "n_test": len(labels),
+            "floor_accuracy": floor_acc, "ceiling_accuracy": ceiling_acc,
+            "weak_arm_accuracy": accuracy(labels, weak[arm]), "w2s_accuracy": w2s_acc,
+            "floor_auroc": floor_auc, "ceiling_auroc": ceiling_auc,
+            "weak_arm_auroc": auroc(labels, weak[arm]), "w2s_auroc": w2s_auc,
+            "pgr_accuracy": pgr_acc, "pgr_auroc": pgr_auc,
+            "pgr_undefined_reason": why_acc or "",
+            "pgr_auroc_undefined_reason": why_auc or "",
+        }
+        for name in ("floor_accuracy", "ceiling_accuracy", "w2s_accuracy", "w2s_auroc",
+                     "pgr_accuracy", "pgr_auroc"):
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = boot[name]
+        row["pgr_accuracy_undefined_in_resamples"] = boot["pgr_accuracy_undefined_fraction"]
+        if arm != "baseline" and baseline is not None:
+            test = mcnemar(labels, student, baseline)
+            row["vs_baseline_accuracy_diff"] = w2s_acc - accuracy(labels, baseline)
+            low, high = boot["accuracy_minus_baseline"]
+            row["vs_baseline_diff_ci_low"], row["vs_baseline_diff_ci_high"] = low, high
+            row["vs_baseline_mcnemar_p"] = test["p_value"]
+        regions = deception(labels, preds.floor, preds.ceiling, student)
+        row["deception_score"] = regions["deception_score"]
+        row["deception_gap"] = regions["deception_gap"]
+        rows.append(row)
+        deceptions.append({**base, "arm": arm, "loss": loss, **regions})
+    return rows, deceptions
 
 
-def across_seeds(values: list[float | None]) -> dict:
-    """Mean, median and a 95 % t interval of the defined values; how many were undefined."""
-    from scipy import stats
+def analyze(cells: list[dict], outputs: dict[str, str], n_resamples: int = 1000) -> pd.DataFrame:
+    """Analyse every cell and write the outputs named in ``outputs``."""
+    from .plots import accuracy_ladder, debate_rounds, deception_plot, pgr_plot
 
-    defined = np.array([v for v in values if v is not None], dtype=float)
-    out = {"n": len(values), "n_defined": int(len(defined)), "mean": None, "median": None,
-           "ci_low": None, "ci_high": None}
-    if len(defined):
-        out["mean"], out["median"] = float(defined.mean()), float(np.median(defined))
-    if len(defined) >= 2:
-        half = stats.t.ppf(0.975, len(defined) - 1) * defined.std(ddof=1) / math.sqrt(len(defined))
-        out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
-    return out
+    rows, deceptions = [], []
+    for cell in cells:
+        cell_rows, cell_deception = analyze_cell(cell, n_resamples)
+        rows += cell_rows
+        deceptions += cell_deception
+    table = pd.DataFrame(rows)
+    with atomic_path(outputs["csv"]) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_text(outputs["md"], markdown(table))
+    write_text(outputs["html"], html_table(table))
+    write_json(outputs["pgr"], pgr_report(table))
+    write_json(outputs["deception"], deceptions)
+    accuracy_ladder(table, outputs["ladder"])
+    pgr_plot(table, outputs["pgr_plot"])
+    deception_plot(deceptions, outputs["deception_plot"])
+    if "debate_plot" in outputs:
+        debate_rounds({(c["dataset"], str(c["seed"]), c["strong"]): c["debate_stats"]
+                       for c in cells}, outputs["debate_plot"])
+    log.info("study summary (test split):\n%s", markdown(table))
+    return table
+
+
+def pgr_report(table: pd.DataFrame) -> dict:
+    """PGR per row, across seeds per (dataset, pair, arm, loss), and the median across cells."""
+    def clean(value):
+        return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+    per_row = [
+        {key: clean(row[key]) for key in (*CELL_KEYS, "arm", "loss", "pgr_accuracy",
+                                          "pgr_accuracy_ci_low", "pgr_accuracy_ci_high",
+                                          "pgr_auroc", "pgr_auroc_ci_low", "pgr_auroc_ci_high",
+                                          "pgr_undefined_reason")}
+        for row in table.to_dict("records")
+    ]
+    seeds = []
+    for key, group in table.groupby(["dataset", "weak", "strong", "arm", "loss"], sort=False):
+        seeds.append({
+            **dict(zip(("dataset", "weak", "strong", "arm", "loss"), key)),
+            "pgr_accuracy": across_seeds([clean(v) for v in group["pgr_accuracy"]]),
+            "pgr_auroc": across_seeds([clean(v) for v in group["pgr_auroc"]]),
+        })
+    medians = []
+    for (arm, loss), group in table.groupby(["arm", "loss"], sort=False):
+        defined = [v for v in group["pgr_accuracy"] if clean(v) is not None]
+        medians.append({
+            "arm": arm, "loss": loss, "cells": len(group), "cells_excluded_undefined": len(group) - len(defined),
+            "median_pgr_accuracy": float(np.median(defined)) if defined else None,
+        })
+    return {"rows": per_row, "across_seeds": seeds, "median_across_cells": medians,
+            "definition": "PGR = (W2S - floor) / (ceiling - floor); undefined when ceiling <= floor"}
+
+
+def html_table(table: pd.DataFrame) -> str:
+    """The PGR table as a standalone HTML page (for the report)."""
+    columns = ["dataset", "seed", "weak", "strong", "arm", "loss", "floor_accuracy",
+               "w2s_accuracy", "ceiling_accuracy", "pgr_accuracy", "pgr_accuracy_ci_low",
+               "pgr_accuracy_ci_high", "pgr_auroc", "pgr_undefined_reason",
+               "vs_baseline_mcnemar_p", "deception_score", "deception_gap"]
+    body = table.reindex(columns=columns).to_html(
+        index=False, float_format=lambda v: f"{v:.3f}", na_rep="—", border=0, table_id="pgr-table"
+    )
+    style = ("body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse}"
+             "td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>PGR table</title>"
+            f"<style>{style}</style></head><body><h3>PGR per cell, arm and loss (test split)</h3>"
+            f"{body}</body></html>\n")
+
+
+def markdown(table: pd.DataFrame) -> str:
+    lines = [
+        "| dataset | seed | weak → strong | arm | loss | floor acc | W2S acc [95% CI] | ceiling acc | "
+        "PGR (acc) [95% CI] | PGR (AUROC) | vs baseline: Δacc, McNemar p | deception score / gap |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table.to_dict("records"):
+        pgr_text = (f"{_fmt(r['pgr_accuracy'], 2)} [{_fmt(r['pgr_accuracy_ci_low'], 2)}, "
+                    f"{_fmt(r['pgr_accuracy_ci_high'], 2)}]" if r["pgr_undefined_reason"] == ""
+                    else f"undefined ({r['pgr_undefined_reason']})")
+        versus = ("—" if r["arm"] == "baseline" or pd.isna(r.get("vs_baseline_mcnemar_p"))
+                  else f"{r['vs_baseline_accuracy_diff']:+.3f}, p={r['vs_baseline_mcnemar_p']:.2f}")
+        lines.append(
+            f"| {r['dataset']} | {r['seed']} | {r['weak']} → {r['strong']} | {r['arm']} | {r['loss']} | "
+            f"{_fmt(r['floor_accuracy'])} | {_fmt(r['w2s_accuracy'])} [{_fmt(r['w2s_accuracy_ci_low'])}, "
+            f"{_fmt(r['w2s_accuracy_ci_high'])}] | {_fmt(r['ceiling_accuracy'])} | {pgr_text} | "
+            f"{_fmt(r['pgr_auroc'], 2)} | {versus} | {_fmt(r['deception_score'], 2)} / "
+            f"{_fmt(r['deception_gap'], 2)} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,7 +1,9 @@
-"""Study config: schema validation with defaults, then checks the schema cannot express.
+"""Study config: schema validation with defaults, and small readers of the validated config.
 
-Everything here runs when Snakemake parses the workflow, so a bad config stops the run before
-any job starts, with a message that names the key.
+A leaf module: it imports nothing else from the package but errors, so every module may use it.
+The checks that need the registry, the models or the arms are in ``study.validate_config``.
+Everything runs when Snakemake parses the workflow, so a bad config stops the run before any job
+starts, with a message that names the key.
 """
 
 from __future__ import annotations
@@ -81,8 +83,11 @@ def load_schema(schema_path: str | Path = SCHEMA_PATH) -> dict:
         return yaml.safe_load(handle)
 
 
-def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
-    """Return a validated copy of ``config`` with the schema's defaults filled in.
+def validate_schema(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Return a copy of ``config`` validated against the schema, with its defaults filled in.
+
+    The checks that need the dataset registry, the models or the arms are in
+    ``study.validate_config``, which calls this first.
 
     Raises ConfigError listing every problem, one line each, each naming its key.
     """
@@ -102,96 +107,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     if errors:
         lines = sorted({_describe(error, validator.schema) for error in errors})
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
-    _check_datasets(filled)
-    _check_models(filled)
-    _check_stages(filled)
     return filled
-
-
-LOCAL_ONLY_KEYS = ("test_path", "format", "text", "label", "pair", "question", "label_names")
-
-
-def _check_datasets(config: dict) -> None:
-    from .data.registry import DATASETS, known_dataset_names
-
-    for name, spec in config["datasets"].items():
-        key = f"datasets.{name}"
-        if "path" in spec:
-            if "registry" in spec:
-                raise ConfigError(f"config key '{key}': give either 'path' or 'registry', not both")
-            if "pair" in spec and ("text" in spec or "label" in spec):
-                raise ConfigError(
-                    f"config key '{key}': 'pair' builds text and label itself; drop 'text'/'label'"
-                )
-            for file_key, path in local_files(spec).items():
-                if not Path(path).is_file():
-                    raise ConfigError(f"config key '{key}.{file_key}': file '{path}' does not exist")
-            continue
-        for local_only in LOCAL_ONLY_KEYS:
-            if local_only in spec:
-                raise ConfigError(
-                    f"config key '{key}.{local_only}' only applies to local files (add 'path')"
-                )
-        registered = spec.get("registry", name)
-        if registered not in DATASETS:
-            raise ConfigError(
-                f"config key '{key}': unknown dataset '{registered}'. Known datasets: "
-                f"{', '.join(known_dataset_names())}; or give a local file with 'path'."
-            )
-        entry = DATASETS[registered]
-        if entry.needs_hub and config["offline"]:
-            raise ConfigError(
-                f"config key '{key}': dataset '{registered}' comes from the Hugging Face hub "
-                f"('{entry.hub_id}'), but 'offline' is true, so nothing may be downloaded. "
-                "Either set 'offline: false' on a machine with internet, or export the data to a "
-                f"local file and use `{name}: {{path: data/{name}.jsonl}}`."
-            )
-
-
-def check_local_data(config: dict) -> None:
-    """Read every local dataset file as the prep job will, so a truncated, non-UTF-8 or badly
-    labelled file stops the run before any job starts, naming the key, the file and the row.
-
-    Reads whole files: call it once per run (the Snakefile does, in its main process only), not
-    from validate_config, which tests and every job's re-parse of the workflow also call.
-    """
-    from .errors import DatasetError
-    from .prep import load_pools
-
-    for name, spec in config["datasets"].items():
-        if "path" in spec:
-            try:
-                load_pools(name, spec, seed=0)
-            except DatasetError as error:
-                raise ConfigError(f"config key 'datasets.{name}': {error}") from None
-
-
-def _check_models(config: dict) -> None:
-    from .models import check_model_spec
-
-    for name, spec in config["models"].items():
-        check_model_spec(name, spec, config["offline"])
-    for index, pair in enumerate(config["pairs"]):
-        for role in ("weak", "strong"):
-            if pair[role] not in config["models"]:
-                raise ConfigError(
-                    f"config key 'pairs[{index}].{role}': unknown model '{pair[role]}'; "
-                    f"models defined under 'models': {', '.join(config['models'])}"
-                )
-
-
-def _check_stages(config: dict) -> None:
-    from .arms import check_arms
-    from .prompts import check_templates
-
-    check_templates(config)
-    check_arms(config)
-    judge = config["debate"]["judge"]
-    if "model" in judge and judge["model"] not in config["models"]:
-        raise ConfigError(
-            f"config key 'debate.judge.model': unknown model '{judge['model']}'; "
-            f"models defined under 'models': {', '.join(config['models'])}"
-        )
 
 
 def model_names(config: dict, role: str | None = None) -> list[str]:

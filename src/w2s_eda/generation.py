@@ -20,7 +20,6 @@ same output as an uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import logging
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import ConfigError
-from .io import pause_after_first_save, write_text
+from .io import fingerprint, write_text
 
 log = logging.getLogger(__name__)
 
@@ -300,12 +299,6 @@ def make_engine(prepared_dir: str | Path, backend: str = "hf", device="auto", dt
 # --- chunked, resumable generation -----------------------------------------------------------
 
 
-def fingerprint(*parts) -> str:
-    """A short hash of everything that decides a chunk's content."""
-    payload = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
-    return hashlib.sha256(payload).hexdigest()[:16]
-
-
 @dataclass
 class ChunkStats:
     reused: int = 0
@@ -360,7 +353,6 @@ def run_chunked(
             chunk = compute(indices)
             elapsed = time.monotonic() - started
             write_text(path, json.dumps({"fingerprint": fingerprint_k, "records": chunk}))
-            pause_after_first_save()
             stats.computed += 1
             stats.computed_chunk_indices.append(k)
             stats.seconds += elapsed

@@ -1,4 +1,5 @@
-"""Atomic output writing: a declared output is either complete or absent, never half-written."""
+"""Output files: atomic writing (a declared output is either complete or absent, never
+half-written), JSON, content hashes and fingerprints."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -47,22 +47,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-PAUSE_VARIABLE = "W2S_EDA_PAUSE_AFTER_FIRST_SAVE"
-_paused = False
-
-
-def pause_after_first_save() -> None:
-    """Fault-injection hook for the kill-and-resume tests: with ``W2S_EDA_PAUSE_AFTER_FIRST_SAVE``
-    set to a number of seconds, a process sleeps that long after the first chunk or checkpoint it
-    saves, so a test can ``kill -9`` the job mid-stage. Unset (always, outside those tests), it
-    does nothing."""
-    global _paused
-    seconds = os.environ.get(PAUSE_VARIABLE)
-    if seconds and not _paused:
-        _paused = True
-        time.sleep(float(seconds))
-
-
 def _output_error(path: Path, error: OSError) -> OutputError:
     reason = error.strerror or str(error)
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -88,6 +72,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def fingerprint(*parts) -> str:
+    """A short hash of everything that decides a cached result (a chunk, a checkpoint)."""
+    payload = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
+    return hashlib.sha256(payload).hexdigest()[:16]
 
 
 def sha256_file(path: str | os.PathLike) -> str:

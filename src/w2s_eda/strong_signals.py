@@ -1,6 +1,7 @@
-"""The strong model's signals: explanations (for the facilitation function) and debates (D).
+"""The strong model's signals: explanations (for the facilitation function), zero-shot P(label 1)
+(read from the label words' logits, no generation) and debates (D).
 
-Both stages work on every item of every split, in a fixed order (weak_train, w2s_train, test),
+Each stage works on every item of every split, in a fixed order (weak_train, w2s_train, test),
 cut into chunks of ``generation.chunk_size`` items. Chunk k belongs to shard k mod n_shards, so a
 sharded run computes exactly the batches an unsharded run does, and its gathered output is equal.
 Chunks are written as they finish: a killed job resumes at the first unfinished one.
@@ -20,14 +21,8 @@ import numpy as np
 import pandas as pd
 
 from .data.splits import SPLITS
-from .generation import (
-    GenerationSettings,
-    fingerprint,
-    make_engine,
-    render_chat,
-    run_chunked,
-)
-from .io import atomic_path, read_json, write_json
+from .generation import GenerationSettings, make_engine, render_chat, run_chunked
+from .io import atomic_path, fingerprint, read_json, write_json
 from .models import MODEL_MANIFEST
 from .prompts import item_fields, template_hash
 
@@ -104,24 +99,17 @@ def explain_shard(
     info = read_json(dataset_manifest)
     engine = make_engine(model_dir, generation["backend"], device, generation["dtype"])
     identity = model_identity(model_dir, engine)
-    fields = [item_fields(text, info) for text in items["text"]]
-    prompts = [render_chat(engine.tokenizer, explain["template"].format(**f)) for f in fields]
-    zero_shot = [
-        render_chat(engine.tokenizer, explain["zero_shot_template"].format(**f)) for f in fields
-    ]
+    prompts = [render_chat(engine.tokenizer, explain["template"].format(**item_fields(text, info)))
+               for text in items["text"]]
     settings = settings_for(generation, seed, explain["max_new_tokens"])
 
     def compute(indices):
         completions = engine.generate([prompts[i] for i in indices], settings)
-        p_label1 = engine.label_probabilities([zero_shot[i] for i in indices], info["label_names"])
-        return [
-            {"explanation": c.text, "n_new_tokens": c.n_new_tokens, "seconds": c.seconds, "p_label1": p}
-            for c, p in zip(completions, p_label1)
-        ]
+        return [{"explanation": c.text, "n_new_tokens": c.n_new_tokens, "seconds": c.seconds}
+                for c in completions]
 
     def key(indices):
-        chunk = [(items.id[i], prompts[i], zero_shot[i]) for i in indices]
-        return fingerprint(identity, asdict(settings), info["label_names"], chunk)
+        return fingerprint(identity, asdict(settings), [(items.id[i], prompts[i]) for i in indices])
 
     records, _ = run_chunked(
         compute, len(items), work_dir, generation["chunk_size"], key,
@@ -129,8 +117,7 @@ def explain_shard(
     )
     rows = [
         {"position": i, "id": items.id[i], "split": items.split[i], "prompt": prompts[i],
-         "explanation": r["explanation"], "p_label1": r["p_label1"],
-         "n_tokens": r["n_new_tokens"], "seconds": r["seconds"]}
+         "explanation": r["explanation"], "n_tokens": r["n_new_tokens"], "seconds": r["seconds"]}
         for i, r in sorted(records.items())
     ]
     frame = pd.DataFrame(rows)
@@ -161,22 +148,62 @@ def gather_explain(
     seed: int, output: str, stats_path: str,
 ) -> dict:
     frame = _gather(shard_paths)
-    frame["template_sha256"] = template_hash(explain["template"], explain["zero_shot_template"])
+    frame["template_sha256"] = template_hash(explain["template"])
     frame["seed"] = seed
     frame["max_new_tokens"] = explain["max_new_tokens"]
     frame["do_sample"] = generation["do_sample"]
     write_frame(output, frame)
-    labels = read_labels(split_paths)
     stats = {
         "n_items": len(frame),
         "explanation_tokens": _token_stats(frame.n_tokens),
         "tokens_per_second": float(frame.n_tokens.sum() / frame.seconds.sum()),
-        "strong_zero_shot": _scores(labels, frame.p_label1.to_numpy(), frame.split),
         "model": frame.model.iloc[0],
         "dtype": frame.dtype.iloc[0],
     }
     write_json(stats_path, stats)
     log.info("explanations: %s", json.dumps(stats))
+    return stats
+
+
+# --- zero-shot ---------------------------------------------------------------------------------
+
+
+def zero_shot(
+    split_paths: dict[str, str], dataset_manifest: str, model_dir: str, template: str,
+    generation: dict, seed: int, device: str, work_dir: str, output: str, stats_path: str,
+) -> dict:
+    """The strong model's zero-shot P(label 1) for every item, from the label words' logits (no
+    generation), in resumable chunks; the labels are read afterwards, for the stats only."""
+    items = read_items(split_paths)
+    info = read_json(dataset_manifest)
+    engine = make_engine(model_dir, generation["backend"], device, generation["dtype"])
+    identity = model_identity(model_dir, engine)
+    prompts = [render_chat(engine.tokenizer, template.format(**item_fields(text, info)))
+               for text in items["text"]]
+
+    def compute(indices):
+        p_label1 = engine.label_probabilities([prompts[i] for i in indices], info["label_names"])
+        return [{"p_label1": p} for p in p_label1]
+
+    def key(indices):
+        chunk = [(items.id[i], prompts[i]) for i in indices]
+        return fingerprint(identity, info["label_names"], chunk)
+
+    records, _ = run_chunked(compute, len(items), work_dir, generation["chunk_size"], key,
+                             desc="zero-shot")
+    frame = pd.DataFrame({
+        "id": items.id, "split": items.split, "prompt": prompts,
+        "p_label1": [records[i]["p_label1"] for i in range(len(items))],
+    })
+    frame["model"] = identity["name"]
+    frame["dtype"] = identity["dtype"]
+    frame["template_sha256"] = template_hash(template)
+    frame["seed"] = seed
+    write_frame(output, frame)
+    stats = {"n_items": len(frame), "model": identity["name"], "dtype": identity["dtype"],
+             **_scores(read_labels(split_paths), frame.p_label1.to_numpy(), frame.split)}
+    write_json(stats_path, stats)
+    log.info("zero-shot: %s", json.dumps(stats))
     return stats
 
 

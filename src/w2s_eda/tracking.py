@@ -30,11 +30,12 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_TYPES = {
     "download_bigbench": "dataset", "prep": "dataset", "prepare_model": "model",
-    "explain_shard": "strong_signals", "explain": "strong_signals",
+    "explain_shard": "strong_signals", "explain": "strong_signals", "zero_shot": "strong_signals",
     "debate_round": "strong_signals", "debate": "strong_signals",
-    "weak_features": "features", "strong_features": "features",
-    "train_weak": "weak_labels", "train_ceiling": "predictions", "train_student": "predictions",
-    "w2s_summary": "results", "analysis": "results",
+    "weak_features": "features", "weak_features_strong": "features", "strong_features": "features",
+    "train_weak": "weak_labels", "train_weak_strong": "weak_labels",
+    "train_ceiling": "predictions", "train_student": "predictions",
+    "cell_table": "results", "analysis": "results",
 }
 
 

@@ -35,8 +35,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .generation import fingerprint
-from .io import atomic_path, pause_after_first_save
+from .io import atomic_path, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +262,6 @@ def _save_checkpoint(folder: Path, step: int, model, optimizer, losses, key: str
     for older in _checkpoints(folder):
         if older != path:
             older.unlink(missing_ok=True)
-    pause_after_first_save()
     return path
 
 

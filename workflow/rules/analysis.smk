@@ -1,50 +1,36 @@
 # Analysis: PGR with paired-bootstrap CIs, arm-vs-baseline tests, deception regions, plots, for
-# every study cell at once; each table and plot is part of `snakemake --report`.
+# every study cell at once; each table and plot is part of `snakemake --report`. The debate plot
+# exists only when the study runs debates.
+
+# The outputs shown in `snakemake --report`: caption file, category and label.
+REPORTED = {
+    "csv": ("summary.rst", "1. Results", {"table": "summary (CSV)"}),
+    "html": ("pgr_table.rst", "1. Results", {"table": "PGR table"}),
+    "ladder": ("accuracy_ladder.rst", "2. Plots", {"figure": "accuracy ladder"}),
+    "pgr_plot": ("pgr.rst", "2. Plots", {"figure": "PGR per arm"}),
+    "deception_plot": ("deception.rst", "2. Plots", {"figure": "deception regions"}),
+    "debate_plot": ("debate_rounds.rst", "2. Plots", {"figure": "debate rounds"}),
+}
+
+
+def analysis_outputs():
+    outputs = STUDY.analysis_outputs()
+    for name, (caption, category, labels) in REPORTED.items():
+        if name in outputs:
+            outputs[name] = report(
+                outputs[name],
+                caption=f"../report/{caption}",
+                category=category,
+                labels=labels,
+            )
+    return outputs
 
 
 rule analysis:
     input:
-        unpack(analysis_inputs),
+        analysis_inputs,
     output:
-        csv=report(
-            "results/summary.csv",
-            caption="../report/summary.rst",
-            category="1. Results",
-            labels={"table": "summary (CSV)"},
-        ),
-        md="results/summary.md",
-        html=report(
-            "results/pgr_table.html",
-            caption="../report/pgr_table.rst",
-            category="1. Results",
-            labels={"table": "PGR table"},
-        ),
-        pgr="results/pgr.json",
-        deception="results/deception.json",
-        ladder=report(
-            "results/plots/accuracy_ladder.png",
-            caption="../report/accuracy_ladder.rst",
-            category="2. Plots",
-            labels={"figure": "accuracy ladder"},
-        ),
-        pgr_plot=report(
-            "results/plots/pgr.png",
-            caption="../report/pgr.rst",
-            category="2. Plots",
-            labels={"figure": "PGR per arm"},
-        ),
-        deception_plot=report(
-            "results/plots/deception.png",
-            caption="../report/deception.rst",
-            category="2. Plots",
-            labels={"figure": "deception regions"},
-        ),
-        debate_plot=report(
-            "results/plots/debate_rounds.png",
-            caption="../report/debate_rounds.rst",
-            category="2. Plots",
-            labels={"figure": "debate rounds"},
-        ),
+        **analysis_outputs(),
     log:
         "results/logs/analysis/study.log",
     benchmark:
@@ -52,7 +38,7 @@ rule analysis:
     conda:
         "../../envs/analysis.yaml"
     params:
-        cells=analysis_cells,
+        cells=STUDY.analysis_cells(),
         n_resamples=config["analysis"]["n_bootstrap"],
     script:
         "../scripts/analysis.py"

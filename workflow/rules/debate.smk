@@ -1,12 +1,12 @@
 # Debates: strong-model debaters argue assigned sides over rounds; each round is its own job, so
-# raising n_rounds reuses the rounds already run.
+# raising n_rounds reuses the rounds already run. Then the judge and the side-drift scoring.
 
 
 rule debate_round:
     input:
         unpack(debate_round_inputs),
     output:
-        shard="results/{dataset}/seed{seed}/{strong}/debate/round{round}/shard{shard}.parquet",
+        shard=PATHS["debate_round"],
     log:
         "results/logs/debate_round/{dataset}_seed{seed}_{strong}_round{round}_shard{shard}.log",
     benchmark:
@@ -17,9 +17,11 @@ rule debate_round:
     resources:
         mem_mb=6000,
     params:
-        debate=debate_round_params,
+        debate=settings("debate_round"),
         generation=config["generation"],
         device=config["device"],
+        splits=split_paths(),
+        model_dir=model_dir("strong"),
         work_dir=chunk_dir,
     script:
         "../scripts/debate_round.py"
@@ -29,8 +31,8 @@ rule debate:
     input:
         unpack(debate_inputs),
     output:
-        debates="results/{dataset}/seed{seed}/{strong}/debates.parquet",
-        stats="results/{dataset}/seed{seed}/{strong}/debate_stats.json",
+        debates=PATHS["debates"],
+        stats=PATHS["debate_stats"],
     log:
         "results/logs/debate/{dataset}_seed{seed}_{strong}.log",
     conda:
@@ -39,8 +41,11 @@ rule debate:
     resources:
         mem_mb=6000,
     params:
-        debate=config["debate"],
+        debate=settings("debate"),
         generation=config["generation"],
         device=config["device"],
+        splits=split_paths(),
+        model_dir=model_dir("strong"),
+        judge_model_dir=STUDY.judge_model_dir,
     script:
         "../scripts/debate.py"

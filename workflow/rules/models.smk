@@ -3,7 +3,7 @@
 
 rule prepare_model:
     output:
-        manifest="resources/models/{model}/w2s_model.json",
+        manifest=PATHS["model"],
     log:
         "results/logs/prepare_model/{model}.log",
     benchmark:
@@ -13,7 +13,8 @@ rule prepare_model:
     resources:
         mem_mb=8000,
     params:
-        spec=model_spec,
+        spec=lambda wildcards: config["models"][wildcards.model],
         offline=config["offline"],
+        model_dir=model_dir("model"),
     script:
         "../scripts/prepare_model.py"

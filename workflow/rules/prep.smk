@@ -3,13 +3,13 @@
 
 rule download_bigbench:
     output:
-        task="resources/bigbench/{bigbench_task}.json",
+        task=PATHS["bigbench"],
     log:
         "results/logs/download_bigbench/{bigbench_task}.log",
     conda:
         "../../envs/data.yaml"
     params:
-        folder=bigbench_folder,
+        folder=lambda wildcards: STUDY.registered(wildcards.bigbench_task).bigbench_task,
     script:
         "../scripts/download_bigbench.py"
 
@@ -18,16 +18,16 @@ rule prep:
     input:
         unpack(prep_inputs),
     output:
-        weak_train="results/{dataset}/seed{seed}/data/weak_train.parquet",
-        w2s_train="results/{dataset}/seed{seed}/data/w2s_train.parquet",
-        test="results/{dataset}/seed{seed}/data/test.parquet",
-        manifest="results/{dataset}/seed{seed}/data/manifest.json",
+        weak_train=PATHS["weak_train"],
+        w2s_train=PATHS["w2s_train"],
+        test=PATHS["test"],
+        manifest=PATHS["manifest"],
     log:
         "results/logs/prep/{dataset}_seed{seed}.log",
     conda:
         "../../envs/data.yaml"
     params:
-        spec=dataset_spec,
-        sizes=dataset_sizes,
+        spec=lambda wildcards: config["datasets"][wildcards.dataset],
+        sizes=lambda wildcards: STUDY.split_sizes(wildcards.dataset),
     script:
         "../scripts/prep.py"

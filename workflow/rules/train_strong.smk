@@ -6,7 +6,7 @@ rule strong_features:
     input:
         unpack(strong_feature_inputs),
     output:
-        features="results/{dataset}/seed{seed}/{strong}/features/item.npz",
+        features=PATHS["strong_features"],
     log:
         "results/logs/strong_features/{dataset}_seed{seed}_{strong}.log",
     benchmark:
@@ -18,9 +18,11 @@ rule strong_features:
         mem_mb=6000,
         gpu=1,
     params:
-        train=feature_settings("strong"),
+        train=settings("strong_features"),
         device=config["device"],
         dtype=config["dtype"],
+        splits=split_paths("w2s_train", "test"),
+        model_dir=model_dir("strong"),
     script:
         "../scripts/strong_features.py"
 
@@ -29,8 +31,8 @@ rule train_ceiling:
     input:
         unpack(train_strong_inputs),
     output:
-        test="results/{dataset}/seed{seed}/{strong}/ceiling/test_predictions.parquet",
-        metrics="results/{dataset}/seed{seed}/{strong}/ceiling/metrics.json",
+        test=PATHS["ceiling_test_predictions"],
+        metrics=PATHS["ceiling_metrics"],
     log:
         "results/logs/train_ceiling/{dataset}_seed{seed}_{strong}.log",
     benchmark:
@@ -44,51 +46,46 @@ rule train_ceiling:
     params:
         role="ceiling",
         loss="xent",
-        train=config["train"]["strong"],
+        train=settings("strong"),
         device=config["device"],
         dtype=config["dtype"],
+        splits=split_paths("w2s_train", "test"),
+        model_dir=model_dir("strong"),
     script:
         "../scripts/train_strong.py"
 
 
-rule train_student:
-    input:
-        unpack(train_strong_inputs),
+use rule train_ceiling as train_student with:
     output:
-        test="results/{dataset}/seed{seed}/{strong}/w2s/{weak}/{arm}/{loss}/test_predictions.parquet",
-        metrics="results/{dataset}/seed{seed}/{strong}/w2s/{weak}/{arm}/{loss}/metrics.json",
+        test=PATHS["student_test_predictions"],
+        metrics=PATHS["student_metrics"],
     log:
         "results/logs/train_student/{dataset}_seed{seed}_{strong}_{weak}_{arm}_{loss}.log",
     benchmark:
         "results/benchmarks/train_student/{dataset}_seed{seed}_{strong}_{weak}_{arm}_{loss}.tsv"
-    conda:
-        "../../envs/training.yaml"
-    threads: training_threads("strong")
-    resources:
-        mem_mb=6000,
-        gpu=1,
+    wildcard_constraints:
+        arm=_alternatives(STUDY.arms),
     params:
         role="student",
         loss=lambda wildcards: wildcards.loss,
-        train=config["train"]["strong"],
+        train=settings("strong"),
         device=config["device"],
         dtype=config["dtype"],
-    script:
-        "../scripts/train_strong.py"
+        splits=split_paths("w2s_train", "test"),
+        model_dir=model_dir("strong"),
 
 
-rule w2s_summary:
+rule cell_table:
     input:
-        unpack(w2s_summary_inputs),
+        cell_table_inputs,
     output:
-        summary="results/{dataset}/seed{seed}/{strong}/w2s/{weak}/align.json",
-        table="results/{dataset}/seed{seed}/{strong}/w2s/{weak}/align.md",
+        summary=PATHS["cell_table_json"],
+        table=PATHS["cell_table_md"],
     log:
-        "results/logs/w2s_summary/{dataset}_seed{seed}_{strong}_{weak}.log",
+        "results/logs/cell_table/{dataset}_seed{seed}_{strong}_{weak}.log",
     conda:
         "../../envs/analysis.yaml"
     params:
-        arms=config["align"]["arms"],
-        losses=config["train"]["strong"]["losses"],
+        files=cell_table_files,
     script:
-        "../scripts/w2s_summary.py"
+        "../scripts/cell_table.py"

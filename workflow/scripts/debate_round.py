@@ -8,9 +8,9 @@ from w2s_eda.strong_signals import debate_round_shard
 run_stage(
     lambda: debate_round_shard(
         round_number=int(snakemake.wildcards.round),
-        split_paths={split: snakemake.input[split] for split in ("weak_train", "w2s_train", "test")},
+        split_paths=snakemake.params.splits,
         dataset_manifest=snakemake.input.manifest,
-        model_dir=snakemake.input.model.rsplit("/", 1)[0],
+        model_dir=snakemake.params.model_dir,
         debate=snakemake.params.debate,
         generation=snakemake.params.generation,
         seed=int(snakemake.wildcards.seed),

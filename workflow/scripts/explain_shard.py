@@ -7,9 +7,9 @@ from w2s_eda.strong_signals import explain_shard
 
 run_stage(
     lambda: explain_shard(
-        split_paths={split: snakemake.input[split] for split in ("weak_train", "w2s_train", "test")},
+        split_paths=snakemake.params.splits,
         dataset_manifest=snakemake.input.manifest,
-        model_dir=snakemake.input.model.rsplit("/", 1)[0],
+        model_dir=snakemake.params.model_dir,
         explain=snakemake.params.explain,
         generation=snakemake.params.generation,
         seed=int(snakemake.wildcards.seed),

@@ -2,8 +2,6 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from pathlib import Path
-
 from w2s_eda.logs import run_stage
 from w2s_eda.models import prepare_model
 
@@ -11,7 +9,7 @@ run_stage(
     lambda: prepare_model(
         name=snakemake.wildcards.model,
         spec=snakemake.params.spec,
-        out_dir=Path(snakemake.output.manifest).parent,
+        out_dir=snakemake.params.model_dir,
         offline=snakemake.params.offline,
     ),
     job=snakemake,

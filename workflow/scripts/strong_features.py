@@ -7,8 +7,8 @@ from w2s_eda.logs import run_stage
 
 run_stage(
     lambda: compute_features(
-        split_paths={split: snakemake.input[split] for split in ("w2s_train", "test")},
-        model_dir=snakemake.input.model.rsplit("/", 1)[0],
+        split_paths=snakemake.params.splits,
+        model_dir=snakemake.params.model_dir,
         parts=[],
         train=snakemake.params.train,
         device=snakemake.params.device,

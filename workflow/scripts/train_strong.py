@@ -8,8 +8,8 @@ from w2s_eda.logs import run_stage
 run_stage(
     lambda: train_strong(
         role=snakemake.params.role,
-        split_paths={split: snakemake.input[split] for split in ("w2s_train", "test")},
-        model_dir=snakemake.input.model.rsplit("/", 1)[0],
+        split_paths=snakemake.params.splits,
+        model_dir=snakemake.params.model_dir,
         train=snakemake.params.train,
         loss=snakemake.params.loss,
         seed=int(snakemake.wildcards.seed),

@@ -9,8 +9,8 @@ run_stage(
     lambda: train_weak(
         arm=snakemake.wildcards.arm,
         arm_spec=snakemake.params.arm,
-        split_paths={split: snakemake.input[split] for split in ("weak_train", "w2s_train", "test")},
-        model_dir=snakemake.input.model.rsplit("/", 1)[0],
+        split_paths=snakemake.params.splits,
+        model_dir=snakemake.params.model_dir,
         train=snakemake.params.train,
         seed=int(snakemake.wildcards.seed),
         device=snakemake.params.device,
@@ -18,6 +18,7 @@ run_stage(
         outputs=dict(snakemake.output.items()),
         features=snakemake.input.get("features"),
         explanations=snakemake.input.get("explanations"),
+        zero_shot=snakemake.input.get("zero_shot"),
         debates=snakemake.input.get("debates"),
     ),
     job=snakemake,

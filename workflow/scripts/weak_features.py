@@ -3,14 +3,13 @@ import sys
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from w2s_eda.align import compute_features
-from w2s_eda.arms import parts_of
 from w2s_eda.logs import run_stage
 
 run_stage(
     lambda: compute_features(
-        split_paths={split: snakemake.input[split] for split in ("weak_train", "w2s_train", "test")},
-        model_dir=snakemake.input.model.rsplit("/", 1)[0],
-        parts=parts_of(snakemake.wildcards.context),
+        split_paths=snakemake.params.splits,
+        model_dir=snakemake.params.model_dir,
+        parts=snakemake.params.parts,
         train=snakemake.params.train,
         device=snakemake.params.device,
         dtype=snakemake.params.dtype,

@@ -1,49 +1,38 @@
-"""Scores and the per-cell results table. No torch here: the analysis env imports it."""
+"""The per-cell table: one cell's floor, ceiling and W2S scores (no torch: the analysis env)."""
 
 from __future__ import annotations
 
 import logging
 
-import numpy as np
-
-from .analysis import accuracy, auroc
 from .io import read_json, write_json, write_text
+from .stats import fmt
 
 log = logging.getLogger(__name__)
 
 
-def scores(labels: np.ndarray, p_label1: np.ndarray) -> dict:
-    labels = np.asarray(labels)
-    return {"accuracy": accuracy(labels, p_label1), "auroc": auroc(labels, p_label1),
-            "n": int(len(labels))}
-
-
-def fmt(value, digits: int = 3, missing: str = "n/a") -> str:
-    """A number for a table; ``missing`` for None or NaN."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return missing
-    return f"{value:.{digits}f}"
-
-
 def summarize_cell(
-    weak: dict[str, str], students: dict[str, str], ceiling: str, output_json: str,
+    weak: dict[str, str], students: dict[str, dict[str, str]], ceiling: str, output_json: str,
     output_md: str,
 ) -> dict:
-    """Floor, W2S and ceiling accuracy and AUROC on test, one row per arm and loss."""
+    """Floor, W2S and ceiling accuracy and AUROC on test, one row per arm and loss.
+
+    ``weak`` maps each arm to its weak model's metrics file, ``students`` each arm and loss to
+    its student's; the weak floor is the ``baseline`` arm.
+    """
     ceiling_metrics = read_json(ceiling)
     weak_metrics = {arm: read_json(path) for arm, path in weak.items()}
     floor = weak_metrics["baseline"]["test"]
     rows = []
-    for key, path in students.items():
-        arm, loss = key.split("/")
-        student = read_json(path)
-        rows.append({
-            "arm": arm, "loss": loss,
-            "weak_accuracy": weak_metrics[arm]["test"]["accuracy"],
-            "weak_auroc": weak_metrics[arm]["test"]["auroc"],
-            "weak_label_accuracy": weak_metrics[arm]["w2s_train_label_accuracy"]["accuracy"],
-            "w2s_accuracy": student["test"]["accuracy"], "w2s_auroc": student["test"]["auroc"],
-        })
+    for arm, by_loss in students.items():
+        for loss, path in by_loss.items():
+            student = read_json(path)
+            rows.append({
+                "arm": arm, "loss": loss,
+                "weak_accuracy": weak_metrics[arm]["test"]["accuracy"],
+                "weak_auroc": weak_metrics[arm]["test"]["auroc"],
+                "weak_label_accuracy": weak_metrics[arm]["w2s_train_label_accuracy"]["accuracy"],
+                "w2s_accuracy": student["test"]["accuracy"], "w2s_auroc": student["test"]["auroc"],
+            })
     summary = {
         "floor": floor, "ceiling": ceiling_metrics["test"],
         "ceiling_minus_floor_accuracy": ceiling_metrics["test"]["accuracy"] - floor["accuracy"],

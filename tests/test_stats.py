@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from w2s_eda.analysis import (
+from w2s_eda.stats import (
     UNDEFINED,
     Predictions,
     across_seeds,

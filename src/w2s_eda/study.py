@@ -1,0 +1,475 @@
+"""The study model: what the workflow computes, built once from the validated config.
+
+The Snakefile only adapts this module (workflow/rules/common.smk): every decision about *what* to
+compute lives here and is unit-tested without Snakemake (tests/test_study.py).
+
+- **Records.** A ``Cell`` is one weak-to-strong comparison (dataset, seed, weak, strong); an
+  ``Arm`` says what the weak model reads (``context``) and learns from (``targets``).
+- **Demand.** Each arm needs some of the strong model's *signals*: ``explanations`` (generated
+  text), ``zero_shot`` (P(label 1) from the label words' logits, no generation) and ``debates``
+  (rounds of generated arguments, then the judge and drift scoring). A signal is computed only if
+  some selected arm reads it; ``[baseline]`` generates nothing.
+- **Sharing.** An arm that reads no signal (its context is the item alone and it learns from gold)
+  does not depend on the strong model: its weak model, and the weak features of the item alone,
+  are computed once per (dataset, seed, weak) and shared by every strong model it is paired with.
+- **Paths.** ``PATHS`` holds every output's template; rules and input functions both use it.
+- **Cache keys.** ``Study.settings(stage)`` is the config subset a stage's outputs depend on; the
+  rules pass it as ``params``, so Snakemake reruns exactly the outputs whose settings changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from .arms import BUILTIN_ARMS, check_arms, context_key, parts_of
+from .config import local_files, model_names, split_sizes, validate_schema
+from .data.registry import DATASETS, known_dataset_names
+from .errors import ConfigError
+from .models import check_model_spec
+from .prompts import check_templates
+
+SPLITS = ("weak_train", "w2s_train", "test")
+SIGNALS = ("explanations", "zero_shot", "debates")
+
+_DATA = "results/{dataset}/seed{seed}/data"
+_STRONG = "results/{dataset}/seed{seed}/{strong}"
+# An arm reading no signal is shared by the strong models; one reading signals sits under one.
+_WEAK_SHARED = "results/{dataset}/seed{seed}/weak/{weak}"
+_WEAK_STRONG = f"{_STRONG}/weak/{{weak}}"
+
+PATHS = {
+    "bigbench": "resources/bigbench/{bigbench_task}.json",
+    "model_dir": "resources/models/{model}",
+    "model": "resources/models/{model}/w2s_model.json",
+    **{split: f"{_DATA}/{split}.parquet" for split in SPLITS},
+    "manifest": f"{_DATA}/manifest.json",
+    "explain_shard": f"{_STRONG}/explain/shard{{shard}}.parquet",
+    "explanations": f"{_STRONG}/explanations.parquet",
+    "explain_stats": f"{_STRONG}/explain_stats.json",
+    "zero_shot": f"{_STRONG}/zero_shot.parquet",
+    "zero_shot_stats": f"{_STRONG}/zero_shot_stats.json",
+    "debate_round": f"{_STRONG}/debate/round{{round}}/shard{{shard}}.parquet",
+    "debates": f"{_STRONG}/debates.parquet",
+    "debate_stats": f"{_STRONG}/debate_stats.json",
+    "weak_features_shared": f"{_WEAK_SHARED}/features/{{context}}.npz",
+    "weak_features_strong": f"{_WEAK_STRONG}/features/{{context}}.npz",
+    **{f"weak_{name}_{scope}": f"{root}/{{arm}}/{name}.{ext}"
+       for scope, root in (("shared", _WEAK_SHARED), ("strong", _WEAK_STRONG))
+       for name, ext in (("soft_labels", "parquet"), ("test_predictions", "parquet"),
+                         ("metrics", "json"))},
+    "strong_features": f"{_STRONG}/features/item.npz",
+    "ceiling_test_predictions": f"{_STRONG}/ceiling/test_predictions.parquet",
+    "ceiling_metrics": f"{_STRONG}/ceiling/metrics.json",
+    "student_test_predictions": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/test_predictions.parquet",
+    "student_metrics": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/metrics.json",
+    "cell_table_json": f"{_STRONG}/w2s/{{weak}}/align.json",
+    "cell_table_md": f"{_STRONG}/w2s/{{weak}}/align.md",
+}
+
+# The analysis stage's outputs; the debate plot only exists when debates do.
+ANALYSIS_OUTPUTS = {
+    "csv": "results/summary.csv", "md": "results/summary.md", "html": "results/pgr_table.html",
+    "pgr": "results/pgr.json", "deception": "results/deception.json",
+    "ladder": "results/plots/accuracy_ladder.png", "pgr_plot": "results/plots/pgr.png",
+    "deception_plot": "results/plots/deception.png",
+    "debate_plot": "results/plots/debate_rounds.png",
+}
+
+# Folder names beside models' and arms' folders: no model or arm may take them.
+RESERVED_MODEL_NAMES = ("data", "weak")
+
+
+def path(name: str, **values) -> str:
+    """The path ``PATHS[name]`` with its wildcards filled in."""
+    return PATHS[name].format(**values)
+
+
+# --- records ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arm:
+    """What the weak model reads (the item plus ``context``) and learns from (``targets``)."""
+
+    name: str
+    context: tuple[str, ...]
+    targets: str
+
+    @property
+    def signals(self) -> frozenset[str]:
+        needed = {"explanation": "explanations", "debate": "debates"}
+        found = {needed[part] for part in self.context}
+        if self.targets == "strong_zero_shot":
+            found.add("zero_shot")
+        return frozenset(found)
+
+    @property
+    def shared(self) -> bool:
+        """True when nothing the arm reads comes from the strong model."""
+        return not self.signals
+
+    @property
+    def layout(self) -> str:
+        return context_key(list(self.context))
+
+    def spec(self) -> dict:
+        return {"context": list(self.context), "targets": self.targets}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One weak-to-strong comparison."""
+
+    dataset: str
+    seed: int
+    weak: str
+    strong: str
+
+    def values(self) -> dict:
+        return {"dataset": self.dataset, "seed": self.seed, "weak": self.weak, "strong": self.strong}
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def validate_config(config: dict, schema_path: str | Path | None = None) -> dict:
+    """The config validated against the schema (defaults filled in), then checked against the
+    registered datasets, the models, the arms and the templates. Raises ConfigError naming the
+    key."""
+    filled = validate_schema(config) if schema_path is None else validate_schema(config, schema_path)
+    _check_datasets(filled)
+    _check_models(filled)
+    check_templates(filled)
+    check_arms(filled)
+    return filled
+
+
+def _check_datasets(config: dict) -> None:
+    local_only = ("test_path", "format", "text", "label", "pair", "question", "label_names")
+    for name, spec in config["datasets"].items():
+        key = f"datasets.{name}"
+        if "path" in spec:
+            if "registry" in spec:
+                raise ConfigError(f"config key '{key}': give either 'path' or 'registry', not both")
+            if "pair" in spec and ("text" in spec or "label" in spec):
+                raise ConfigError(
+                    f"config key '{key}': 'pair' builds text and label itself; drop 'text'/'label'"
+                )
+            for file_key, file in local_files(spec).items():
+                if not Path(file).is_file():
+                    raise ConfigError(f"config key '{key}.{file_key}': file '{file}' does not exist")
+            continue
+        for field in local_only:
+            if field in spec:
+                raise ConfigError(f"config key '{key}.{field}' only applies to local files (add 'path')")
+        registered = spec.get("registry", name)
+        if registered not in DATASETS:
+            raise ConfigError(
+                f"config key '{key}': unknown dataset '{registered}'. Known datasets: "
+                f"{', '.join(known_dataset_names())}; or give a local file with 'path'."
+            )
+        entry = DATASETS[registered]
+        if entry.needs_hub and config["offline"]:
+            raise ConfigError(
+                f"config key '{key}': dataset '{registered}' comes from the Hugging Face hub "
+                f"('{entry.hub_id}'), but 'offline' is true, so nothing may be downloaded. "
+                "Either set 'offline: false' on a machine with internet, or export the data to a "
+                f"local file and use `{name}: {{path: data/{name}.jsonl}}`."
+            )
+
+
+def _check_models(config: dict) -> None:
+    for name, spec in config["models"].items():
+        if name in RESERVED_MODEL_NAMES:
+            raise ConfigError(
+                f"config key 'models.{name}': '{name}' is a reserved name (a results folder)"
+            )
+        check_model_spec(name, spec, config["offline"])
+    for index, pair in enumerate(config["pairs"]):
+        for role in ("weak", "strong"):
+            if pair[role] not in config["models"]:
+                raise ConfigError(
+                    f"config key 'pairs[{index}].{role}': unknown model '{pair[role]}'; "
+                    f"models defined under 'models': {', '.join(config['models'])}"
+                )
+    judge = config["debate"]["judge"]
+    if "model" in judge and judge["model"] not in config["models"]:
+        raise ConfigError(
+            f"config key 'debate.judge.model': unknown model '{judge['model']}'; "
+            f"models defined under 'models': {', '.join(config['models'])}"
+        )
+
+
+def check_local_data(config: dict) -> None:
+    """Read every local dataset file as the prep job will, so a truncated, non-UTF-8 or badly
+    labelled file stops the run before any job starts, naming the key, the file and the row.
+
+    Reads whole files: call it once per run (the Snakefile does, in its main process only), not
+    from validate_config, which tests and every job's re-parse of the workflow also call.
+    """
+    from .errors import DatasetError
+    from .prep import load_pools
+
+    for name, spec in config["datasets"].items():
+        if "path" in spec:
+            try:
+                load_pools(name, spec, seed=0)
+            except DatasetError as error:
+                raise ConfigError(f"config key 'datasets.{name}': {error}") from None
+
+
+# --- the study ----------------------------------------------------------------------------------
+
+
+class Study:
+    """What one validated config asks the workflow to compute."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        custom = config["align"]["custom_arms"]
+        specs = {**BUILTIN_ARMS, **custom}
+        self.arms: dict[str, Arm] = {
+            name: Arm(name, tuple(specs[name].get("context", [])), specs[name].get("targets", "gold"))
+            for name in config["align"]["arms"]
+        }
+        self.losses: list[str] = list(config["train"]["strong"]["losses"])
+        self.cells = [
+            Cell(dataset, seed, pair["weak"], pair["strong"])
+            for dataset in config["datasets"]
+            for seed in config["seeds"]
+            for pair in config["pairs"]
+        ]
+
+    # -- what is computed -------------------------------------------------------------------------
+
+    @property
+    def signals(self) -> frozenset[str]:
+        """The strong model's signals some selected arm reads."""
+        return frozenset().union(*(arm.signals for arm in self.arms.values()))
+
+    def needs(self, signal: str) -> bool:
+        if signal not in SIGNALS:
+            raise ValueError(f"unknown signal '{signal}'; known: {SIGNALS}")
+        return signal in self.signals
+
+    def arm(self, name: str) -> Arm:
+        return self.arms[name]
+
+    def arm_names(self, shared: bool) -> list[str]:
+        return [name for name, arm in self.arms.items() if arm.shared == shared]
+
+    def layouts(self, shared: bool) -> list[str]:
+        """The weak model's input layouts (e.g. ``item+debate``) of one scope: the item alone is
+        shared by the strong models (whatever the arm learns from), a layout with context is not."""
+        return list(dict.fromkeys(arm.layout for arm in self.arms.values()
+                                  if (not arm.context) == shared))
+
+    @staticmethod
+    def layout_parts(layout: str) -> list[str]:
+        """The context parts of a layout name: ``item+debate`` -> ``["debate"]``."""
+        return parts_of(layout)
+
+    def models(self, role: str | None = None) -> list[str]:
+        return model_names(self.config, role)
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(self.config["datasets"])
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.config["seeds"])
+
+    def bigbench_tasks(self) -> list[str]:
+        return sorted({entry.name for entry in map(self.registered, self.datasets)
+                       if entry is not None and entry.bigbench_task})
+
+    def registered(self, dataset: str):
+        """A dataset's registry entry (None for local files)."""
+        spec = self.config["datasets"][dataset]
+        return None if "path" in spec else DATASETS[spec.get("registry", dataset)]
+
+    def split_sizes(self, dataset: str) -> dict[str, int]:
+        return split_sizes(self.config, dataset)
+
+    # -- cache keys: the config subset each stage's outputs depend on ----------------------------
+
+    def settings(self, stage: str) -> dict:
+        c = self.config
+        if stage == "explain":
+            return {k: v for k, v in c["explain"].items() if k != "zero_shot_template"}
+        if stage == "zero_shot":
+            return {"template": c["explain"]["zero_shot_template"]}
+        if stage == "debate_round":  # not n_rounds: adding a round reruns nothing
+            return {k: v for k, v in c["debate"].items()
+                    if k not in ("n_rounds", "judge", "drift_sample", "drift_template")}
+        if stage == "debate":
+            return dict(c["debate"])
+        if stage in ("weak_features", "strong_features"):  # not lr or epochs
+            train = c["train"][stage.split("_")[0]]
+            return {key: train[key] for key in ("layer", "max_length", "batch_size")}
+        if stage in ("weak", "strong"):
+            return dict(c["train"][stage])
+        raise ValueError(f"no settings for stage '{stage}'")
+
+    # -- targets ---------------------------------------------------------------------------------
+
+    def analysis_outputs(self) -> dict[str, str]:
+        outputs = dict(ANALYSIS_OUTPUTS)
+        if not self.needs("debates"):
+            del outputs["debate_plot"]
+        return outputs
+
+    def targets(self) -> list[str]:
+        """What `rule all` asks for: the analysis outputs and every cell's table."""
+        tables = [path("cell_table_md", **cell.values()) for cell in self.cells]
+        return [*self.analysis_outputs().values(), *tables]
+
+    # -- inputs, by name, from a job's wildcards ------------------------------------------------
+
+    def splits(self, w: Mapping, names=SPLITS) -> dict[str, str]:
+        return {name: path(name, dataset=w["dataset"], seed=w["seed"]) for name in names}
+
+    def model_dir(self, model: str) -> str:
+        return path("model_dir", model=model)
+
+    def prep_inputs(self, w: Mapping) -> dict[str, str]:
+        """A prep job reads its local files, or the BIG-bench task file a download job writes."""
+        spec = self.config["datasets"][w["dataset"]]
+        if "path" in spec:
+            return local_files(spec)
+        entry = self.registered(w["dataset"])
+        return {"bigbench": path("bigbench", bigbench_task=entry.name)} if entry.bigbench_task else {}
+
+    def strong_stage_inputs(self, w: Mapping) -> dict[str, str]:
+        """The splits, the dataset manifest and the prepared strong model."""
+        return {**self.splits(w), "manifest": path("manifest", dataset=w["dataset"], seed=w["seed"]),
+                "model": path("model", model=w["strong"])}
+
+    def explain_shards(self, w: Mapping) -> list[str]:
+        return [path("explain_shard", **_strong(w), shard=shard)
+                for shard in range(self.config["explain"]["n_shards"])]
+
+    def debate_round_inputs(self, w: Mapping) -> dict[str, str]:
+        files = self.strong_stage_inputs(w)
+        if int(w["round"]) > 1:
+            files["previous"] = path("debate_round", **_strong(w), round=int(w["round"]) - 1,
+                                     shard=w["shard"])
+        return files
+
+    def debate_inputs(self, w: Mapping) -> dict:
+        debate = self.config["debate"]
+        files = self.strong_stage_inputs(w)
+        files["shards"] = [path("debate_round", **_strong(w), round=debate["n_rounds"], shard=shard)
+                           for shard in range(debate["n_shards"])]
+        if debate["judge"]["enabled"] and "model" in debate["judge"]:
+            files["judge_model"] = path("model", model=debate["judge"]["model"])
+        return files
+
+    def judge_model_dir(self, w: Mapping) -> str | None:
+        """The judge's model folder when it is not the strong model itself."""
+        judge = self.config["debate"]["judge"]
+        return self.model_dir(judge["model"]) if judge["enabled"] and "model" in judge else None
+
+    def signal_files(self, w: Mapping, signals) -> dict[str, str]:
+        """The files of the strong model's signals ``signals`` for the job's (dataset, seed,
+        strong)."""
+        return {signal: path(signal, **_strong(w)) for signal in SIGNALS if signal in signals}
+
+    def weak_feature_path(self, w: Mapping, arm: Arm) -> str:
+        """Features depend on the layout only: the item alone is shared, whatever the targets."""
+        values = {"dataset": w["dataset"], "seed": w["seed"], "weak": w["weak"]}
+        if arm.context:
+            return path("weak_features_strong", **values, strong=w["strong"], context=arm.layout)
+        return path("weak_features_shared", **values, context=arm.layout)
+
+    def weak_output(self, w: Mapping, arm_name: str, name: str) -> str:
+        """One of a weak arm's outputs (soft_labels, test_predictions, metrics) for a job in the
+        cell ``w`` names."""
+        arm = self.arms[arm_name]
+        scope = "shared" if arm.shared else "strong"
+        return path(f"weak_{name}_{scope}", **_weak(w, arm), arm=arm_name)
+
+    def weak_feature_inputs(self, w: Mapping) -> dict[str, str]:
+        files = {**self.splits(w), "model": path("model", model=w["weak"])}
+        parts = parts_of(w["context"])
+        files.update(self.signal_files(w, {"explanations" if p == "explanation" else "debates"
+                                           for p in parts}))
+        return files
+
+    def train_weak_inputs(self, w: Mapping) -> dict[str, str]:
+        arm = self.arms[w["arm"]]
+        files = {**self.splits(w), "model": path("model", model=w["weak"])}
+        if self.config["train"]["weak"]["mode"] == "probe":
+            files["features"] = self.weak_feature_path(w, arm)
+            files.update(self.signal_files(w, arm.signals & {"zero_shot"}))
+        else:
+            files.update(self.signal_files(w, arm.signals))
+        return files
+
+    def strong_feature_inputs(self, w: Mapping) -> dict[str, str]:
+        return {**self.splits(w, ("w2s_train", "test")), "model": path("model", model=w["strong"])}
+
+    def train_strong_inputs(self, w: Mapping) -> dict[str, str]:
+        files = self.strong_feature_inputs(w)
+        if self.config["train"]["strong"]["mode"] == "probe":
+            files["features"] = path("strong_features", **_strong(w))
+        if "arm" in _named(w):
+            files["soft_labels"] = self.weak_output(w, w["arm"], "soft_labels")
+        return files
+
+    def cell_files(self, w: Mapping) -> dict:
+        """One cell's files by role: the ceiling, each arm's weak model and each arm × loss
+        student. ``kind`` is ``metrics`` (the per-cell table) or ``test_predictions``."""
+        return {kind: {
+            "ceiling": path(f"ceiling_{kind}", **_strong(w)),
+            "weak": {arm: self.weak_output(w, arm, kind) for arm in self.arms},
+            "students": {arm: {loss: path(f"student_{kind}", **_strong(w), weak=w["weak"], arm=arm,
+                                          loss=loss) for loss in self.losses}
+                         for arm in self.arms},
+        } for kind in ("metrics", "test_predictions")}
+
+    def analysis_cells(self) -> list[dict]:
+        """Every cell's test predictions by role (and its debate stats, when debates exist)."""
+        cells = []
+        for cell in self.cells:
+            files = self.cell_files(cell.values())["test_predictions"]
+            entry = {**cell.values(), "ceiling_predictions": files["ceiling"],
+                     "weak_predictions": files["weak"], "student_predictions": files["students"]}
+            if self.needs("debates"):
+                entry["debate_stats"] = path("debate_stats", **_strong(cell.values()))
+            cells.append(entry)
+        return cells
+
+    def analysis_files(self) -> list[str]:
+        return [file for cell in self.analysis_cells()
+                for file in flat_files({k: v for k, v in cell.items() if k not in CELL_KEYS})]
+
+
+CELL_KEYS = ("dataset", "seed", "weak", "strong")
+
+
+def flat_files(files) -> list[str]:
+    """Every path in a nested dict/list of paths, in order."""
+    if isinstance(files, str):
+        return [files]
+    values = files.values() if isinstance(files, dict) else files
+    return [leaf for value in values for leaf in flat_files(value)]
+
+
+def _named(w: Mapping) -> dict:
+    """Wildcards (or a dict) as a dict: ``in`` on Snakemake's Wildcards tests values, not names."""
+    return dict(w.items())
+
+
+def _strong(w: Mapping) -> dict:
+    return {"dataset": w["dataset"], "seed": w["seed"], "strong": w["strong"]}
+
+
+def _weak(w: Mapping, arm: Arm) -> dict:
+    values = {"dataset": w["dataset"], "seed": w["seed"], "weak": w["weak"]}
+    if not arm.shared:
+        values["strong"] = w["strong"]
+    return values
