@@ -2,7 +2,12 @@
 SIGKILL in each heavy stage (explain, debate, weak training, strong training), each time once the
 stage has saved a chunk or checkpoint, then rerun with --rerun-incomplete. The study completes
 with results equal to the uninterrupted run's, and what the killed jobs had saved is reused, not
-recomputed (chunk files keep their mtimes; the job logs say what was reused or resumed)."""
+recomputed (chunk files keep their mtimes; the job logs say what was reused or resumed).
+
+The window to kill a job in comes from tests/fault_injection/sitecustomize.py, not from the
+package: the killed runs get that folder on PYTHONPATH, so every Python process of the run (the
+workflow's scripts inherit the environment) sleeps W2S_TEST_PAUSE_AFTER_FIRST_SAVE seconds after
+its first chunk or checkpoint lands (the os.replace that ends w2s_eda.io.atomic_path)."""
 
 from __future__ import annotations
 
@@ -19,9 +24,17 @@ from studies import Run, assert_same_results, small_study_folder
 pytestmark = pytest.mark.slow
 
 CELL = "results/toy/seed0/smollm2-135m"
-WEAK = f"{CELL}/weak/minilm-l6"
-# Seconds a job sleeps after its first saved chunk or checkpoint: the window to kill it in.
-PAUSE = {"W2S_EDA_PAUSE_AFTER_FIRST_SAVE": "3"}
+# The baseline arm's weak model reads no strong signal: it is shared by the strong models, and
+# sits beside them, not under one (the `train_weak` rule; `train_weak_strong` trains the others).
+WEAK_SHARED = "results/toy/seed0/weak/minilm-l6"
+FAULT_INJECTION = Path(__file__).resolve().parent / "fault_injection"
+# The killed runs import FAULT_INJECTION/sitecustomize.py, which makes each process sleep this
+# many seconds after its first saved chunk or checkpoint: the window to kill the job in.
+PAUSE = {
+    "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(FAULT_INJECTION), os.environ.get("PYTHONPATH")])),
+    "W2S_TEST_PAUSE_AFTER_FIRST_SAVE": "3",
+}
 
 # (stage, the rule whose job is killed and its script, the targets of that run, what the job
 # saves as it goes)
@@ -31,8 +44,8 @@ STAGES = [
     ("debate", "debate_round", "debate_round", [f"{CELL}/debates.parquet"],
      f"{CELL}/debate/round1/chunks/*/chunk-*.json"),
     ("weak training", "train_weak", "train_weak",
-     [f"{WEAK}/{arm}/test_predictions.parquet" for arm in ("baseline", "eda")],
-     f"{WEAK}/*/checkpoints/member*/step*.pt"),
+     [f"{WEAK_SHARED}/baseline/test_predictions.parquet"],
+     f"{WEAK_SHARED}/*/checkpoints/member*/step*.pt"),
     ("strong training", "train_ceiling", "train_strong", [f"{CELL}/ceiling/test_predictions.parquet"],
      f"{CELL}/ceiling/checkpoints/step*.pt"),
 ]

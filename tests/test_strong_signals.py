@@ -1,5 +1,10 @@
-"""Explain and debate stages: no label leakage, resume, sharding, round reuse, template checks."""
+"""Explain, zero-shot and debate stages: no label leakage, resume, sharding, round reuse, template
+checks.
 
+The leakage test runs the real stage functions over a fake model that records every prompt it is
+sent, once on the gold labels and once on every label flipped, and asks for identical prompts."""
+
+import hashlib
 import json
 
 import pandas as pd
@@ -10,6 +15,9 @@ from conftest import REPO, run_snakemake
 from w2s_eda.study import validate_config
 from w2s_eda.errors import ConfigError
 from w2s_eda.prompts import item_fields
+from w2s_eda import strong_signals
+from w2s_eda.generation import Completion
+from w2s_eda.models import MODEL_MANIFEST
 from w2s_eda.strong_signals import debate_prompt, format_transcript, read_items, visible_turns
 
 TEXTS = [f"Premise: Ann knows that cat {i} sleeps. Hypothesis: Cat {i} sleeps." for i in range(12)]
@@ -30,27 +38,125 @@ def write_splits(folder, flip=False):
     return paths, str(manifest)
 
 
-def all_prompts(paths, config):
-    """Every prompt text the stages build for these splits (with a stand-in transcript)."""
-    items = read_items(paths)
-    prompts = []
-    for text in items.text:
-        fields = item_fields(text, INFO)
-        prompts.append(config["explain"]["template"].format(**fields))
-        prompts.append(config["explain"]["zero_shot_template"].format(**fields))
-        turns = [{"round": 1, "debater": d, "side": 1 - d, "text": "because"} for d in range(2)]
-        for debater in range(2):
-            prompts.append(debate_prompt(config["debate"], fields, [], debater, INFO["label_names"]))
-            prompts.append(debate_prompt(config["debate"], fields, turns, debater, INFO["label_names"]))
-    return prompts
+class RecordingEngine:
+    """Stands in for the strong model: records every prompt it is given, in call order, and
+    answers with text and probabilities that depend on the prompt alone."""
+
+    class Tokenizer:
+        chat_template = "fake"
+
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+            assert not tokenize and add_generation_prompt
+            turns = "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in messages)
+            return turns + "<assistant>"
+
+    class Model:
+        dtype = "float32"
+
+    def __init__(self, calls):
+        self.calls = calls
+        self.tokenizer = self.Tokenizer()
+        self.model = self.Model()
+
+    @staticmethod
+    def _digest(prompt):
+        return hashlib.sha256(prompt.encode()).hexdigest()
+
+    def generate(self, prompts, settings):
+        self.calls.append(("generate", list(prompts)))
+        return [Completion(text=f"because {self._digest(p)[:12]}", n_prompt_tokens=len(p.split()),
+                           n_new_tokens=3, seconds=0.25) for p in prompts]
+
+    def label_probabilities(self, prompts, label_names):
+        self.calls.append(("label_probabilities", list(prompts)))
+        return [int(self._digest(p)[:8], 16) / 0xFFFFFFFF for p in prompts]
 
 
-def test_flipping_every_label_leaves_every_prompt_byte_identical(tmp_path):
+def run_every_stage(folder, flip, monkeypatch):
+    """Runs the real explain, zero-shot, debate (rounds 1 and 2) and debate-gather stages, with the
+    judge and drift scoring on, over splits with these labels; returns each stage's model calls."""
+    paths, manifest = write_splits(folder / "splits", flip=flip)
+    model_dir = folder / "model"
+    model_dir.mkdir()
+    (model_dir / MODEL_MANIFEST).write_text(json.dumps({"name": "fake-strong"}))
+    calls = []
+    monkeypatch.setattr(strong_signals, "make_engine",
+                        lambda *args, **kwargs: RecordingEngine(calls))
     config = validate_config({})
-    original = all_prompts(write_splits(tmp_path / "a")[0], config)
-    flipped = all_prompts(write_splits(tmp_path / "b", flip=True)[0], config)
-    assert original == flipped and len(original) == 12 * 6
-    assert "label" not in read_items(write_splits(tmp_path / "c")[0]).columns
+    explain, debate, generation = config["explain"], config["debate"], config["generation"]
+    generation["chunk_size"] = 5  # 12 items: three chunks per stage
+    debate["judge"]["enabled"] = True
+    debate["drift_sample"] = 5
+    assert debate["n_rounds"] == 2 and debate["n_debaters"] == 2
+    common = dict(split_paths=paths, dataset_manifest=manifest, model_dir=str(model_dir),
+                  generation=generation, seed=0, device="cpu")
+
+    def debate_round(r):
+        return lambda: strong_signals.debate_round_shard(
+            round_number=r, debate=debate,
+            previous=str(folder / "round1.parquet") if r == 2 else None,
+            work_dir=str(folder / f"work/round{r}"), shard=0,
+            output=str(folder / f"round{r}.parquet"), **common)
+
+    stages = {
+        "explain": lambda: strong_signals.explain_shard(
+            explain=explain, work_dir=str(folder / "work/explain"), shard=0,
+            output=str(folder / "explain0.parquet"), **common),
+        "zero_shot": lambda: strong_signals.zero_shot(
+            template=explain["zero_shot_template"], work_dir=str(folder / "work/zero_shot"),
+            output=str(folder / "zero_shot.parquet"), stats_path=str(folder / "zero_shot.json"),
+            **common),
+        "debate_round1": debate_round(1),
+        "debate_round2": debate_round(2),
+        "gather_debate": lambda: strong_signals.gather_debate(
+            shard_paths=[str(folder / "round2.parquet")], judge_model_dir=None, debate=debate,
+            output=str(folder / "debates.parquet"), stats_path=str(folder / "debate_stats.json"),
+            **common),
+    }
+    recorded = {}
+    for name, stage in stages.items():
+        before = len(calls)
+        stage()
+        recorded[name] = calls[before:]
+    return paths, recorded
+
+
+def test_flipping_every_label_leaves_every_prompt_the_stages_send_byte_identical(
+        tmp_path, monkeypatch):
+    plain_paths, plain = run_every_stage(tmp_path / "plain", False, monkeypatch)
+    flipped_paths, flipped = run_every_stage(tmp_path / "flipped", True, monkeypatch)
+
+    # The gold labels did change, so a prompt that showed one would differ.
+    for split in plain_paths:
+        a, b = pd.read_parquet(plain_paths[split]), pd.read_parquet(flipped_paths[split])
+        assert a.text.tolist() == b.text.tolist() and (a.label != b.label).all()
+    assert "label" not in read_items(plain_paths).columns
+
+    # Every stage ran, over every item, in several chunks.
+    def prompts(calls, kind):
+        return [p for k, batch in calls if k == kind for p in batch]
+
+    def shape(calls):
+        return [(kind, len(batch)) for kind, batch in calls]
+
+    generated, scored = "generate", "label_probabilities"
+    assert shape(plain["explain"]) == [(generated, n) for n in (5, 5, 2)]
+    assert shape(plain["zero_shot"]) == [(scored, n) for n in (5, 5, 2)]
+    for r in (1, 2):  # each of the 2 debaters argues on all 12 items, chunk by chunk
+        assert shape(plain[f"debate_round{r}"]) == [(generated, n) for n in (5, 5, 2)] * 2
+    round1 = prompts(plain["debate_round1"], generated)
+    assert all("debate so far" not in p for p in round1)
+    round1_turns = [f"because {RecordingEngine._digest(p)[:12]}" for p in round1]
+    for p in prompts(plain["debate_round2"], generated):  # both round-1 turns on the item shown
+        assert "debate so far" in p and sum(t in p for t in round1_turns) == 2
+    # Drift scored on a sample of each round, then the judge on all 12 transcripts.
+    assert shape(plain["gather_debate"]) == [(scored, n) for n in (5, 5, 12)]
+    assert all("A debate about this" in p for p in plain["gather_debate"][-1][1])
+
+    # ...and sent exactly the same prompts, in the same calls, whatever the labels.
+    assert set(plain) == set(flipped)
+    for stage in plain:
+        assert plain[stage] and plain[stage] == flipped[stage], stage
 
 
 def test_debaters_argue_by_label_value_and_see_the_right_turns():

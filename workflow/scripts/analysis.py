@@ -3,7 +3,7 @@ import sys
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from w2s_eda.logs import run_stage
-from w2s_eda.summary import analyze
+from w2s_eda.analysis import analyze
 
 run_stage(
     lambda: analyze(
