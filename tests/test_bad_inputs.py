@@ -33,7 +33,7 @@ from w2s_eda.errors import ModelError, OutputError
 
 # Printed only once the workflow has parsed: the DAG, job selection, and one line per job.
 AFTER_PARSING = ("Building DAG of jobs", "Select jobs to execute", "Execute ")
-JOB_LINE = re.compile(r"^\s*(local)?rule \w+:", re.MULTILINE)
+JOB_LINE = re.compile(r"^\s*((local)?rule \w+:|Job \d+: )", re.MULTILINE)  # a message job too
 
 SMALL_SPLITS = {"weak_train": 4, "w2s_train": 4, "test": 4}
 
@@ -70,7 +70,7 @@ def test_a_good_config_gets_past_parsing(tmp_path):
     result = run_snakemake("-n", "--cores", "1", *study_args(tmp_path, config))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "Building DAG of jobs" in output and "rule prep:" in output
+    assert "Building DAG of jobs" in output and ": prep mine seed 0 from local " in output
     assert "config key" not in output
 
 

@@ -1,5 +1,7 @@
 """Config validation: defaults fill missing keys; every bad config names its key."""
 
+import re
+
 import pytest
 
 from conftest import balanced_rows, write_jsonl
@@ -89,8 +91,24 @@ def test_local_only_keys_need_a_path():
 
 def test_path_and_registry_together_is_an_error(tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", balanced_rows(2))
-    with pytest.raises(ConfigError, match="either 'path' or 'registry'"):
+    with pytest.raises(ConfigError, match="a local file \\('path'\\) takes neither"):
         validate_config({"datasets": {"x": {"path": str(data), "registry": "sciq"}}})
+    with pytest.raises(ConfigError, match="'datasets.x': 'registry' and 'revision'"):
+        validate_config({"datasets": {"x": {"path": str(data), "revision": "abc"}}})
+
+
+def test_hub_datasets_are_pinned_and_a_revision_overrides_the_pin():
+    from w2s_eda.data.registry import DATASETS
+    from w2s_eda.prep import dataset_info
+
+    hub = [entry for entry in DATASETS.values() if entry.needs_hub]
+    assert hub and all(re.fullmatch(r"[0-9a-f]{40}", entry.hub_revision) for entry in hub)
+    assert dataset_info("boolq", {})["hub_revision"] == DATASETS["boolq"].hub_revision
+    assert dataset_info("boolq", {"revision": "v1.0"})["hub_revision"] == "v1.0"
+    assert "hub_revision" not in dataset_info("mine", {"path": "x.jsonl"})
+    with pytest.raises(ConfigError, match="'datasets.epistemic_reasoning.revision': dataset "
+                                          "'epistemic_reasoning' does not come from the hub"):
+        validate_config({"datasets": {"epistemic_reasoning": {"revision": "abc"}}})
 
 
 def test_pair_with_label_is_an_error(tmp_path):
@@ -125,3 +143,15 @@ def test_local_data_is_read_at_parse_time_naming_key_file_and_row(tmp_path):
     with pytest.raises(ConfigError) as raised:
         check_local_data(config)
     assert str(raised.value).startswith(f"config key 'datasets.mine': {bad}, line 3: invalid JSON")
+
+
+def test_command_line_strings_inside_lists_and_mappings_are_read_as_yaml():
+    config = validate_config({"seeds": ["0", "1"], "debate": {"n_rounds": "3", "judge": {"enabled": "true"}},
+                              "train": {"weak": {"layer": "2", "lr": "null"}}})
+    assert config["seeds"] == [0, 1] and config["debate"]["n_rounds"] == 3
+    assert config["debate"]["judge"]["enabled"] is True
+    assert config["train"]["weak"]["layer"] == 2 and config["train"]["weak"]["lr"] is None
+    # a string where the schema wants one is left alone
+    assert validate_config({"train": {"weak": {"layer": "last"}}})["train"]["weak"]["layer"] == "last"
+    with pytest.raises(ConfigError, match="config key 'splits.test': 7 must be even"):
+        validate_config({"splits": {"test": "7"}})

@@ -13,10 +13,13 @@ GPU_RULES = {"explain_shard", "zero_shot", "debate_round", "debate", "weak_featu
              "train_ceiling", "train_student"}
 
 
-def _jobs(output: str) -> list[tuple[str, dict]]:
+def _jobs(output: str) -> list[tuple[str, dict | None]]:
+    """(rule, resources) of every job of a dry run; a job printed as its `message:` (prep, which
+    names its data source) shows no resources: None."""
     jobs = []
     for rule, resources in re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", output, re.M):
         jobs.append((rule, dict(item.split("=", 1) for item in resources.split(", "))))
+    jobs += [("prep", None) for _ in re.findall(r"^Job \d+: prep \S+ seed \d+ from ", output, re.M)]
     return jobs
 
 
@@ -47,6 +50,8 @@ def test_slurm_profile_dry_runs_without_slurm_and_sizes_every_job(tmp_path):
     jobs = [(rule, resources) for rule, resources in jobs if rule != "all"]  # runs nothing
     rules = {rule for rule, _ in jobs}
     assert GPU_RULES <= rules and "prepare_model" in rules and "analysis" in rules
+    assert [rule for rule, resources in jobs if resources is None] == ["prep"]
+    jobs = [(rule, resources) for rule, resources in jobs if resources is not None]
     for rule, resources in jobs:
         assert int(resources["mem_mb"]) >= 2000 and int(resources["runtime"]) >= 30, rule
         if rule in GPU_RULES:

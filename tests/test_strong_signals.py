@@ -53,8 +53,8 @@ class RecordingEngine:
     class Model:
         dtype = "float32"
 
-    def __init__(self, calls):
-        self.calls = calls
+    def __init__(self, calls, batch_sizes):
+        self.calls, self.batch_sizes = calls, batch_sizes
         self.tokenizer = self.Tokenizer()
         self.model = self.Model()
 
@@ -63,11 +63,13 @@ class RecordingEngine:
         return hashlib.sha256(prompt.encode()).hexdigest()
 
     def generate(self, prompts, settings):
+        self.batch_sizes.add(settings.batch_size)
         self.calls.append(("generate", list(prompts)))
         return [Completion(text=f"because {self._digest(p)[:12]}", n_prompt_tokens=len(p.split()),
                            n_new_tokens=3, seconds=0.25) for p in prompts]
 
-    def label_probabilities(self, prompts, label_names):
+    def label_probabilities(self, prompts, label_names, batch_size=0):
+        self.batch_sizes.add(batch_size)
         self.calls.append(("label_probabilities", list(prompts)))
         return [int(self._digest(p)[:8], 16) / 0xFFFFFFFF for p in prompts]
 
@@ -79,12 +81,13 @@ def run_every_stage(folder, flip, monkeypatch):
     model_dir = folder / "model"
     model_dir.mkdir()
     (model_dir / MODEL_MANIFEST).write_text(json.dumps({"name": "fake-strong"}))
-    calls = []
+    calls, batch_sizes = [], set()
     monkeypatch.setattr(strong_signals, "make_engine",
-                        lambda *args, **kwargs: RecordingEngine(calls))
+                        lambda *args, **kwargs: RecordingEngine(calls, batch_sizes))
     config = validate_config({})
     explain, debate, generation = config["explain"], config["debate"], config["generation"]
     generation["chunk_size"] = 5  # 12 items: three chunks per stage
+    generation["batch_size"] = 3  # every model call must be told it
     debate["judge"]["enabled"] = True
     debate["drift_sample"] = 5
     assert debate["n_rounds"] == 2 and debate["n_debaters"] == 2
@@ -118,6 +121,7 @@ def run_every_stage(folder, flip, monkeypatch):
         before = len(calls)
         stage()
         recorded[name] = calls[before:]
+    assert batch_sizes == {3}, f"generation.batch_size not passed on: {batch_sizes}"
     return paths, recorded
 
 

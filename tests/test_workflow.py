@@ -105,9 +105,15 @@ def test_paper_config_dry_runs():
     assert counts["train_weak"] == 5 * 3 and counts["train_weak_strong"] == cells * 4
     assert counts["zero_shot"] == cells and counts["train_ceiling"] == cells
     assert counts["train_student"] == cells * 5 * 3
-    models = yaml.safe_load((REPO / "config/paper.yaml").read_text())["models"]
-    for name, spec in models.items():
+    paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    for name, spec in {**paper["models"], **paper["datasets"]}.items():
         assert re.fullmatch(r"[0-9a-f]{40}", spec.get("revision", "")), f"{name} is not pinned"
+    # every prep job says which commit of which hub dataset it loads
+    preps = re.findall(r"^Job \d+: prep (\w+) seed \d from hub (\S+)@([0-9a-f]{40})$",
+                       result.stdout, re.M)
+    assert len(preps) == 15
+    assert {(name, revision) for name, _, revision in preps} == {
+        (name, spec["revision"]) for name, spec in paper["datasets"].items()}
 
 
 # What each arm selection asks the strong model for: nothing it does not read is computed.
@@ -141,3 +147,24 @@ def test_paper_config_without_generation_arms_runs_no_debate(tmp_path):
     cells = 5 * 3 * 2
     assert "debate_round" not in counts and "explain_shard" not in counts
     assert counts["zero_shot"] == cells and counts["train_student"] == cells * 2 * 3
+
+
+@pytest.mark.parametrize("override, rule, count", [
+    ("seeds=[0,1]", "prep", 2),
+    ("debate={'n_rounds': 3, 'judge': {'enabled': true}}", "debate_round", 3),
+    ("train={'weak': {'ensemble': 2, 'layer': 3}}", "train_weak", 1),
+])
+def test_config_overrides_on_the_command_line(override, rule, count):
+    """`--config` the Snakemake way: values inside a list or mapping arrive as strings and are
+    read as YAML before validation."""
+    result = run_snakemake("-n", "--forceall", "--config", override)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_counts(result.stdout)[rule] == count
+
+
+def test_a_wrong_type_on_the_command_line_is_one_line_naming_the_key():
+    result = run_snakemake("-n", "--config", "seeds=[zero]")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    lines = [line.strip() for line in output.splitlines() if "config key" in line]
+    assert lines == ["config key 'seeds.0': 'zero' is not of type 'integer'"], output[-2000:]

@@ -78,6 +78,30 @@ def _describe(error: jsonschema.ValidationError, root: dict) -> str:
     return f"config key '{key}': {error.message}"
 
 
+def _parse_command_line_strings(config: dict, validator) -> None:
+    """Snakemake's ``--config key=value`` parses a list or mapping value, but leaves every value
+    inside it a string (``seeds=[0,1]`` gives ``["0", "1"]``). Where the schema rejects such a
+    string, it is read as YAML, the way the config file's values are, and kept if that is not a
+    string; a wrong value stays wrong and is reported by the validation that follows."""
+    for _ in range(10_000):  # one value per pass; a config has far fewer values
+        for error in validator.iter_errors(config):
+            if not (isinstance(error.instance, str) and error.absolute_path):
+                continue
+            try:
+                parsed = yaml.safe_load(error.instance)
+            except yaml.YAMLError:
+                continue
+            if not isinstance(parsed, str):
+                *parents, last = error.absolute_path
+                target = config
+                for key in parents:
+                    target = target[key]
+                target[last] = parsed
+                break
+        else:
+            return
+
+
 def load_schema(schema_path: str | Path = SCHEMA_PATH) -> dict:
     with open(schema_path, encoding="utf-8") as handle:
         return yaml.safe_load(handle)
@@ -96,7 +120,9 @@ def validate_schema(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     if not isinstance(config, dict):
         raise ConfigError(f"the config must be a mapping of keys, got {type(config).__name__}")
     filled = copy.deepcopy(config)
-    validator = _DefaultFillingValidator(load_schema(schema_path))
+    schema = load_schema(schema_path)
+    _parse_command_line_strings(filled, jsonschema.Draft202012Validator(schema))
+    validator = _DefaultFillingValidator(schema)
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(map(str, e.absolute_path)))
     # A key that fails inside an `allOf` also makes its known siblings look "unevaluated": keep
     # such an error only for keys the schema does not know (so a real unknown key still shows).

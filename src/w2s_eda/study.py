@@ -77,6 +77,17 @@ ANALYSIS_OUTPUTS = {
     "debate_plot": "results/plots/debate_rounds.png",
 }
 
+# The analysis outputs shown in `snakemake --report`: caption file (workflow/report/), category,
+# label.
+REPORTED = {
+    "csv": ("summary.rst", "1. Results", {"table": "summary (CSV)"}),
+    "html": ("pgr_table.rst", "1. Results", {"table": "PGR table"}),
+    "ladder": ("accuracy_ladder.rst", "2. Plots", {"figure": "accuracy ladder"}),
+    "pgr_plot": ("pgr.rst", "2. Plots", {"figure": "PGR per arm"}),
+    "deception_plot": ("deception.rst", "2. Plots", {"figure": "deception regions"}),
+    "debate_plot": ("debate_rounds.rst", "2. Plots", {"figure": "debate rounds"}),
+}
+
 # Folder names beside models' and arms' folders: no model or arm may take them.
 RESERVED_MODEL_NAMES = ("data", "weak")
 
@@ -151,8 +162,11 @@ def _check_datasets(config: dict) -> None:
     for name, spec in config["datasets"].items():
         key = f"datasets.{name}"
         if "path" in spec:
-            if "registry" in spec:
-                raise ConfigError(f"config key '{key}': give either 'path' or 'registry', not both")
+            if "registry" in spec or "revision" in spec:
+                raise ConfigError(
+                    f"config key '{key}': 'registry' and 'revision' name hub datasets; a local "
+                    "file ('path') takes neither"
+                )
             if "pair" in spec and ("text" in spec or "label" in spec):
                 raise ConfigError(
                     f"config key '{key}': 'pair' builds text and label itself; drop 'text'/'label'"
@@ -171,6 +185,10 @@ def _check_datasets(config: dict) -> None:
                 f"{', '.join(known_dataset_names())}; or give a local file with 'path'."
             )
         entry = DATASETS[registered]
+        if "revision" in spec and not entry.needs_hub:
+            raise ConfigError(
+                f"config key '{key}.revision': dataset '{registered}' does not come from the hub"
+            )
         if entry.needs_hub and config["offline"]:
             raise ConfigError(
                 f"config key '{key}': dataset '{registered}' comes from the Hugging Face hub "
@@ -286,10 +304,27 @@ class Study:
         return sorted({entry.name for entry in map(self.registered, self.datasets)
                        if entry is not None and entry.bigbench_task})
 
+    @staticmethod
+    def bigbench_folder(task: str) -> str:
+        """The folder under bigbench/benchmark_tasks/ of a registered BIG-bench dataset."""
+        return DATASETS[task].bigbench_task
+
     def registered(self, dataset: str):
         """A dataset's registry entry (None for local files)."""
         spec = self.config["datasets"][dataset]
         return None if "path" in spec else DATASETS[spec.get("registry", dataset)]
+
+    def dataset_source(self, dataset: str) -> str:
+        """Where a dataset's items come from, for the prep job's message: a local file, a BIG-bench
+        task, or a hub repository at its pinned commit."""
+        spec = self.config["datasets"][dataset]
+        entry = self.registered(dataset)
+        if entry is None:
+            return "local " + ", ".join(local_files(spec).values())
+        if entry.bigbench_task:
+            return f"BIG-bench task {entry.bigbench_task}"
+        revision = spec.get("revision") or entry.hub_revision
+        return f"hub {entry.hub_id}@{revision or 'main (unpinned)'}"
 
     def split_sizes(self, dataset: str) -> dict[str, int]:
         return split_sizes(self.config, dataset)

@@ -6,7 +6,7 @@
 
 rule weak_features:
     input:
-        unpack(weak_feature_inputs),
+        unpack(STUDY.weak_feature_inputs),
     output:
         features=PATHS["weak_features_shared"],
     log:
@@ -45,7 +45,7 @@ use rule weak_features as weak_features_strong with:
 
 rule train_weak:
     input:
-        unpack(train_weak_inputs),
+        unpack(STUDY.train_weak_inputs),
     output:
         soft_labels=PATHS["weak_soft_labels_shared"],
         test=PATHS["weak_test_predictions_shared"],

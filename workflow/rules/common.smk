@@ -5,9 +5,18 @@ import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.io import report as in_report  # `report` opens a directive in .smk files
 
 from w2s_eda.errors import ConfigError
-from w2s_eda.study import PATHS, SPLITS, Study, check_local_data, flat_files, validate_config
+from w2s_eda.study import (
+    PATHS,
+    REPORTED,
+    SPLITS,
+    Study,
+    check_local_data,
+    flat_files,
+    validate_config,
+)
 
 try:
     # Fill the schema's defaults in place, so `config` stays the object Snakemake knows.
@@ -46,48 +55,24 @@ def settings(stage):
     return STUDY.settings(stage)
 
 
-def prep_inputs(wildcards):
-    return STUDY.prep_inputs(wildcards)
-
-
-def strong_stage_inputs(wildcards):
-    return STUDY.strong_stage_inputs(wildcards)
-
-
-def explain_shards(wildcards):
-    return STUDY.explain_shards(wildcards)
-
-
-def debate_round_inputs(wildcards):
-    return STUDY.debate_round_inputs(wildcards)
-
-
-def debate_inputs(wildcards):
-    return STUDY.debate_inputs(wildcards)
-
-
-def weak_feature_inputs(wildcards):
-    return STUDY.weak_feature_inputs(wildcards)
-
-
-def train_weak_inputs(wildcards):
-    return STUDY.train_weak_inputs(wildcards)
-
-
-def strong_feature_inputs(wildcards):
-    return STUDY.strong_feature_inputs(wildcards)
-
-
-def train_strong_inputs(wildcards):
-    return STUDY.train_strong_inputs(wildcards)
-
-
 def cell_table_inputs(wildcards):
     return flat_files(STUDY.cell_files(wildcards)["metrics"])
 
 
 def cell_table_files(wildcards):
     return STUDY.cell_files(wildcards)["metrics"]
+
+
+def analysis_outputs():
+    """The analysis outputs; those in the HTML report carry their caption (study.REPORTED)."""
+    return {
+        name: (
+            in_report(path, caption=f"../report/{meta[0]}", category=meta[1], labels=meta[2])
+            if (meta := REPORTED.get(name))
+            else path
+        )
+        for name, path in STUDY.analysis_outputs().items()
+    }
 
 
 def analysis_inputs(wildcards):

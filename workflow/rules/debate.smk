@@ -4,7 +4,7 @@
 
 rule debate_round:
     input:
-        unpack(debate_round_inputs),
+        unpack(STUDY.debate_round_inputs),
     output:
         shard=PATHS["debate_round"],
     log:
@@ -29,7 +29,7 @@ rule debate_round:
 
 rule debate:
     input:
-        unpack(debate_inputs),
+        unpack(STUDY.debate_inputs),
     output:
         debates=PATHS["debates"],
         stats=PATHS["debate_stats"],

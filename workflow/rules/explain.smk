@@ -5,7 +5,7 @@
 
 rule explain_shard:
     input:
-        unpack(strong_stage_inputs),
+        unpack(STUDY.strong_stage_inputs),
     output:
         shard=PATHS["explain_shard"],
     log:
@@ -30,8 +30,8 @@ rule explain_shard:
 
 rule explain:
     input:
-        unpack(strong_stage_inputs),
-        shards=explain_shards,
+        unpack(STUDY.strong_stage_inputs),
+        shards=STUDY.explain_shards,
     output:
         explanations=PATHS["explanations"],
         stats=PATHS["explain_stats"],
@@ -49,7 +49,7 @@ rule explain:
 
 rule zero_shot:
     input:
-        unpack(strong_stage_inputs),
+        unpack(STUDY.strong_stage_inputs),
     output:
         zero_shot=PATHS["zero_shot"],
         stats=PATHS["zero_shot_stats"],

@@ -9,14 +9,14 @@ rule download_bigbench:
     conda:
         "../../envs/data.yaml"
     params:
-        folder=lambda wildcards: STUDY.registered(wildcards.bigbench_task).bigbench_task,
+        folder=lambda wildcards: STUDY.bigbench_folder(wildcards.bigbench_task),
     script:
         "../scripts/download_bigbench.py"
 
 
 rule prep:
     input:
-        unpack(prep_inputs),
+        unpack(STUDY.prep_inputs),
     output:
         weak_train=PATHS["weak_train"],
         w2s_train=PATHS["w2s_train"],
@@ -29,5 +29,8 @@ rule prep:
     params:
         spec=lambda wildcards: config["datasets"][wildcards.dataset],
         sizes=lambda wildcards: STUDY.split_sizes(wildcards.dataset),
+        source=lambda wildcards: STUDY.dataset_source(wildcards.dataset),
+    message:
+        "prep {wildcards.dataset} seed {wildcards.seed} from {params.source}"
     script:
         "../scripts/prep.py"

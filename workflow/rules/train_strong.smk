@@ -4,7 +4,7 @@
 
 rule strong_features:
     input:
-        unpack(strong_feature_inputs),
+        unpack(STUDY.strong_feature_inputs),
     output:
         features=PATHS["strong_features"],
     log:
@@ -29,7 +29,7 @@ rule strong_features:
 
 rule train_ceiling:
     input:
-        unpack(train_strong_inputs),
+        unpack(STUDY.train_strong_inputs),
     output:
         test=PATHS["ceiling_test_predictions"],
         metrics=PATHS["ceiling_metrics"],

@@ -24,6 +24,9 @@ class RegisteredDataset:
     question: str  # what the binary label answers, used by the prompt templates
     hub_id: str | None = None
     hub_config: str | None = None
+    # The hub repository's commit loaded by default (a config's `revision` overrides it). Each is
+    # a commit found pinned in public code, never invented; see the README's dataset table.
+    hub_revision: str | None = None
     train_split: str = "train"
     test_split: str | None = None  # a native held-out split the test items are drawn from
     formatter: Formatter | None = None
@@ -97,6 +100,7 @@ register_dataset(
         label_names=("no", "yes"),
         question="Is the answer to the question correct?",
         hub_id="allenai/sciq",
+        hub_revision="2c94ad3e1aafab77146f384e23536f97a4849815",
         test_split="test",
         formatter=format_sciq,
     )
@@ -108,6 +112,7 @@ register_dataset(
         label_names=("no", "yes"),
         question="Is the answer to the question yes?",
         hub_id="google/boolq",
+        hub_revision="35b264d03638db9f4ce671b711558bf7ff0f80d5",
         test_split="validation",
         formatter=format_boolq,
     )
@@ -119,6 +124,7 @@ register_dataset(
         label_names=("no", "yes"),
         question="Is this the preferred (helpful and harmless) reply?",
         hub_id="Anthropic/hh-rlhf",
+        hub_revision="09be8c5bbc57cb3887f3a9732ad6aa7ec602a1fa",
         test_split="test",
         formatter=format_anthropic_hh,
     )
@@ -130,6 +136,9 @@ register_dataset(
         label_names=("no", "yes"),
         question="Is the answer correct?",
         hub_id="allenai/cosmos_qa",
+        # main holds only a loading script, which `datasets` no longer runs: this is the commit of
+        # the hub's parquet conversion (refs/convert/parquet) of main 28d9d5e2aae0.
+        hub_revision="ed50fe83db62b355759053b1cd5eef344ee371e0",
         test_split="validation",
         formatter=format_cosmos_qa,
     )
@@ -141,6 +150,7 @@ register_dataset(
         label_names=("negative", "positive"),
         question="Is the review positive?",
         hub_id="fancyzhx/amazon_polarity",
+        hub_revision="9d9c45c18f8c3cf1b23a3c27917b60cbf28f3289",
         test_split="test",
         formatter=format_amazon_polarity,
     )
