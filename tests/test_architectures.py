@@ -18,7 +18,6 @@ where the head reads the model.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -47,15 +46,16 @@ QWEN_TEMPLATE = (
 )
 SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
+USER_TURN = "<|im_end|>\n<|im_start|>user\n"
+ASSISTANT_TURN = "<|im_end|>\n<|im_start|>assistant\n"
+
 # Per model: its architecture, blocks (so `middle` and `last` differ between them) and what its
-# chat template renders around a user turn.
+# chat template renders before and after a user message.
 ARCHS = {
     "qwen2-tiny": {"architecture": "Qwen2ForCausalLM", "n_layers": 2, "tokenizer": "Qwen2Tokenizer",
-                   "chat": ("<|im_start|>system\n" + QWEN_SYSTEM + "<|im_end|>\n<|im_start|>user\n",
-                            "<|im_end|>\n<|im_start|>assistant\n")},
+                   "chat": ("<|im_start|>system\n" + QWEN_SYSTEM + USER_TURN, ASSISTANT_TURN)},
     "llama-tiny": {"architecture": "LlamaForCausalLM", "n_layers": 4, "tokenizer": None,
-                   "chat": ("<|im_start|>system\n" + SMOLLM_SYSTEM + "<|im_end|>\n<|im_start|>user\n",
-                            "<|im_end|>\n<|im_start|>assistant\n")},
+                   "chat": ("<|im_start|>system\n" + SMOLLM_SYSTEM + USER_TURN, ASSISTANT_TURN)},
 }
 DIMS = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
         "num_key_value_heads": 2, "max_position_embeddings": 512}
@@ -93,9 +93,10 @@ def build_tiny_models(root: Path, prepared_models: Path) -> dict[str, Path]:
     for tokenizer in (smollm, qwen):  # every token of the templates is one special token
         for marker in ("<|im_start|>", "<|im_end|>"):
             assert tokenizer.convert_tokens_to_ids(marker) < len(tokenizer)
-            assert tokenizer.encode(marker, add_special_tokens=False) == [tokenizer.convert_tokens_to_ids(marker)]
+            marker_id = tokenizer.convert_tokens_to_ids(marker)
+            assert tokenizer.encode(marker, add_special_tokens=False) == [marker_id]
     builds = {
-        # Qwen2.5-0.5B ties its embeddings; Instruct's generation stops at <|im_end|> or <|endoftext|>.
+        # Qwen2.5-0.5B ties its embeddings; Instruct's generation ends at <|im_end|>/<|endoftext|>.
         "qwen2-tiny": (qwen, Qwen2ForCausalLM, Qwen2Config(
             vocab_size=len(qwen), num_hidden_layers=ARCHS["qwen2-tiny"]["n_layers"],
             tie_word_embeddings=True, bos_token_id=None, eos_token_id=qwen.eos_token_id,
@@ -180,7 +181,7 @@ def test_head_reads_the_configured_block(prepared_tiny, tiny_models, name, layer
     from w2s_eda.features import pad_batch, pad_id
 
     n = ARCHS[name]["n_layers"]
-    backbone, tokenizer, manifest, device, bf16 = load_backbone(
+    backbone, tokenizer, _, device, bf16 = load_backbone(
         str(prepared_tiny / name), layer, "cpu", "float32", "train.strong.layer")
     block = {"middle": n // 2, "last": n}[layer]
     assert backbone.layer == block and backbone.pooling == "last" and not bf16
@@ -194,7 +195,7 @@ def test_head_reads_the_configured_block(prepared_tiny, tiny_models, name, layer
         hidden = full(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
     last = mask.sum(dim=1) - 1
     expected = hidden[block][torch.arange(len(rows)), last]
-    if block == n:  # transformers applies the final norm to its last hidden state; we read the block
+    if block == n:  # transformers' last hidden state has the final norm; the head reads the block
         pooled = full.norm(pooled)
     assert torch.allclose(pooled, expected, atol=1e-5)
 
@@ -204,7 +205,8 @@ def test_lora_adapts_every_linear_layer_of_the_kept_blocks_and_the_head_trains(p
     from w2s_eda.align import load_backbone
     from w2s_eda.training import TextClassifier, TrainSettings, prepare_for_mode
 
-    settings = TrainSettings.from_config({"mode": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}, 0)
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0}
+    settings = TrainSettings.from_config({"mode": "lora", "lora": lora}, seed=0)
     backbone = load_backbone(str(prepared_tiny / name), "middle", "cpu", "float32", "layer")[0]
     model = TextClassifier(prepare_for_mode(backbone, settings), backbone.hidden_size)
     adapted = {}
@@ -218,12 +220,14 @@ def test_lora_adapts_every_linear_layer_of_the_kept_blocks_and_the_head_trains(p
     assert "head.linear.weight" in trainable
     assert all("lora_" in n for n in trainable - {"head.linear.weight"})
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    assert any("embed_tokens" in n for n in frozen) and any("q_proj.base_layer" in n for n in frozen)
+    assert any("embed_tokens" in n for n in frozen)
+    assert any("q_proj.base_layer" in n for n in frozen)
     # A step moves the head and, through it, the adapters.
     ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     for _ in range(2):
-        loss = torch.nn.functional.cross_entropy(model(ids, torch.ones_like(ids)), torch.tensor([0, 1]))
+        logits = model(ids, torch.ones_like(ids))
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1]))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -233,8 +237,11 @@ def test_lora_adapts_every_linear_layer_of_the_kept_blocks_and_the_head_trains(p
 
 # --- the whole study -----------------------------------------------------------------------------
 
-PAIRS = [{"weak": "qwen2-tiny", "strong": "llama-tiny"}, {"weak": "llama-tiny", "strong": "qwen2-tiny"}]
+PAIRS = [{"weak": "qwen2-tiny", "strong": "llama-tiny"},
+         {"weak": "llama-tiny", "strong": "qwen2-tiny"}]
 ARMS = ["baseline", "eda", "distill"]
+ONE_THREAD_RULES = ["explain_shard", "explain", "zero_shot", "debate_round", "debate",
+                    "weak_features", "weak_features_strong", "train_ceiling", "train_student"]
 
 
 @pytest.fixture(scope="module")
@@ -242,8 +249,8 @@ def arch_study(tmp_path_factory, tiny_models):
     """Every stage on the tiny models, each as weak (probe) and as strong (LoRA)."""
     folder = tmp_path_factory.mktemp("arch_study")
     data = folder / "items.jsonl"
-    data.write_text("".join(json.dumps({"text": t, "label": int(t.startswith("Premise: Ann"))}) + "\n"
-                            for t in TEXTS))
+    data.write_text("".join(
+        json.dumps({"text": t, "label": int(t.startswith("Premise: Ann"))}) + "\n" for t in TEXTS))
     config = {
         "splits": {"weak_train": 4, "w2s_train": 4, "test": 4},
         "datasets": {"toy": {"path": str(data)}},
@@ -253,7 +260,8 @@ def arch_study(tmp_path_factory, tiny_models):
         "dtype": "float32",
         "generation": {"dtype": "float32"},
         "explain": {"max_new_tokens": 4},
-        "debate": {"max_new_tokens": 4, "n_rounds": 1, "drift_sample": 2, "judge": {"enabled": True}},
+        "debate": {"max_new_tokens": 4, "n_rounds": 1, "drift_sample": 2,
+                   "judge": {"enabled": True}},
         "align": {"arms": ARMS},
         "train": {"weak": {"mode": "probe", "epochs": 2, "batch_size": 2},
                   "strong": {"mode": "lora", "epochs": 1, "batch_size": 2, "losses": ["xent"],
@@ -261,14 +269,16 @@ def arch_study(tmp_path_factory, tiny_models):
         "analysis": {"n_bootstrap": 100},
         "wandb": {"mode": "disabled"},
     }
-    started = time.monotonic()
-    result = run_snakemake("--cores", "2", *study_args(folder, config), timeout=600,
+    # Tiny models gain nothing from torch threads: one per job lets two jobs run side by side.
+    one_thread = [f"{rule}=1" for rule in ONE_THREAD_RULES]
+    result = run_snakemake("--cores", "2", "--set-threads", *one_thread,
+                           *study_args(folder, config), timeout=600,
                            env_extra={"WANDB_MODE": "disabled"})
-    return folder, result, time.monotonic() - started
+    return folder, result
 
 
 def test_study_runs_every_stage_on_both_architectures_as_weak_and_strong(arch_study):
-    folder, result, seconds = arch_study
+    folder, result = arch_study
     assert result.returncode == 0, result.stderr[-4000:]
     log = result.stdout + result.stderr
     for rule, count in {"prepare_model": 2, "zero_shot": 2, "debate_round": 2, "train_ceiling": 2,
@@ -285,14 +295,15 @@ def test_study_runs_every_stage_on_both_architectures_as_weak_and_strong(arch_st
 
 @pytest.mark.parametrize("strong", ARCHS)
 def test_strong_signals_use_each_architecture_chat_template(arch_study, strong):
-    folder, result, _ = arch_study
+    folder, result = arch_study
     assert result.returncode == 0, result.stderr[-4000:]
     root = folder / "results/toy/seed0" / strong
     head, tail = ARCHS[strong]["chat"]
     for name in ("explanations", "zero_shot"):
         frame = pd.read_parquet(root / f"{name}.parquet")
         assert len(frame) == 12 and set(frame.model) == {strong}
-        assert frame.prompt.str.startswith(head).all() and frame.prompt.str.endswith(tail).all(), name
+        assert frame.prompt.str.startswith(head).all(), name
+        assert frame.prompt.str.endswith(tail).all(), name
         other = next(o for o in ARCHS if o != strong)
         assert not frame.prompt.str.contains(ARCHS[other]["chat"][0], regex=False).any()
     zero_shot = pd.read_parquet(root / "zero_shot.parquet")
@@ -310,7 +321,7 @@ def test_strong_signals_use_each_architecture_chat_template(arch_study, strong):
 
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda pair: f"{pair['weak']}-to-{pair['strong']}")
 def test_each_role_reads_the_block_its_layer_names(arch_study, pair):
-    folder, result, _ = arch_study
+    folder, result = arch_study
     assert result.returncode == 0, result.stderr[-4000:]
     weak, strong = pair["weak"], pair["strong"]
     seed = folder / "results/toy/seed0"
@@ -324,10 +335,12 @@ def test_each_role_reads_the_block_its_layer_names(arch_study, pair):
         assert meta["layer"] == ARCHS[weak]["n_layers"]
     # The strong model (LoRA, layer `middle`): the ceiling and every student trained adapters.
     cell = seed / strong
-    runs = [cell / "ceiling/metrics.json"] + [cell / f"w2s/{weak}/{arm}/xent/metrics.json" for arm in ARMS]
+    runs = [cell / "ceiling/metrics.json"]
+    runs += [cell / f"w2s/{weak}/{arm}/xent/metrics.json" for arm in ARMS]
     for path in runs:
         metrics = json.loads(path.read_text())
         assert metrics["mode"] == "lora" and metrics["model"] == strong
         assert metrics["training"]["steps"] == 2 and metrics["test"]["n"] == 4
-    student_log = (folder / f"results/logs/train_student/toy_seed0_{strong}_{weak}_eda_xent.log").read_text()
+    logs = folder / "results/logs/train_student"
+    student_log = (logs / f"toy_seed0_{strong}_{weak}_eda_xent.log").read_text()
     assert f"loaded {strong}" in student_log and "loss curve" in student_log
