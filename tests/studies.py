@@ -46,9 +46,10 @@ RUN_LIMIT_S = 900
 
 # What the local node can give: profiles/slurm asks for cluster-sized memory and CPUs per GPU.
 LOCAL_SIZES = {"mem_mb": "500 * attempt", "cpus_per_gpu": 1}
-# No accounting database here: poll with squeue (the cluster keeps finished jobs 600 s), and
-# soon; keep the SLURM logs to check them; fail at once rather than retry. (No account: the
-# plugin then warns that it cannot guess one and submits without.)
+# No accounting database here: poll with squeue (the cluster keeps finished jobs an hour, and the
+# test reads squeue again at the end of the session), and soon; keep the SLURM logs to check
+# them; fail at once rather than retry. (No account: the plugin then warns that it cannot guess
+# one and submits without.)
 LOCAL_SETTINGS = {"slurm-status-command": "squeue", "slurm-keep-successful-logs": True,
                   "slurm-init-seconds-before-status-checks": 2, "retries": 0, "latency-wait": 5,
                   "jobs": 4}

@@ -276,7 +276,8 @@ def _splits(folder):
         signals += [{"id": r["id"], "explanation": f"Because {r['id']}.", "p_label1": 0.25 + 0.5 * (i % 2),
                      "transcript": f"Debater 1: yes about {r['id']}.\nDebater 2: no."} for i, r in enumerate(rows)]
     frame = pd.DataFrame(signals)
-    frame[["id", "explanation", "p_label1"]].to_parquet(folder / "explanations.parquet")
+    frame[["id", "explanation"]].to_parquet(folder / "explanations.parquet")
+    frame[["id", "p_label1"]].to_parquet(folder / "zero_shot.parquet")
     frame[["id", "transcript"]].to_parquet(folder / "debates.parquet")
     return paths
 
@@ -302,7 +303,7 @@ def test_probe_training_reuses_cached_features_and_never_loads_the_model(tmp_pat
     metrics = align.train_weak("distill", {"context": ["explanation"], "targets": "strong_zero_shot"},
                                paths, str(prepared_models / "minilm-l6"), {**train, "ensemble": 2}, 0,
                                "cpu", "float32", outputs, features=features,
-                               explanations=str(tmp_path / "data/explanations.parquet"))
+                               zero_shot=str(tmp_path / "data/zero_shot.parquet"))
     soft = pd.read_parquet(outputs["soft_labels"])
     assert list(soft.columns) == ["id", "p_label1", "p_member0", "p_member1"]
     assert np.allclose(soft.p_label1, (soft.p_member0 + soft.p_member1) / 2)
@@ -358,7 +359,8 @@ def test_tiny_study_runs_every_align_stage_and_computes_features_once(tiny_study
     tmp_path, result, config = tiny_study
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
-    assert log.count("rule weak_features:") == 3  # item, item+explanation+debate, item+debate
+    # the item alone (shared by strong models), then item+explanation+debate and item+debate
+    assert log.count("rule weak_features:") == 1 and log.count("rule weak_features_strong:") == 2
     assert log.count("rule strong_features:") == 1 and log.count("rule train_ceiling:") == 1
     assert log.count("rule train_student:") == 9
     cell = tmp_path / "results/toy/seed0/smollm2-135m"

@@ -155,3 +155,8 @@ def test_command_line_strings_inside_lists_and_mappings_are_read_as_yaml():
     assert validate_config({"train": {"weak": {"layer": "last"}}})["train"]["weak"]["layer"] == "last"
     with pytest.raises(ConfigError, match="config key 'splits.test': 7 must be even"):
         validate_config({"splits": {"test": "7"}})
+
+
+def test_yaml_1_1_booleans_are_not_taken_for_true_or_false():
+    with pytest.raises(ConfigError, match="config key 'offline'"):
+        validate_config({"offline": "yes"})

@@ -91,6 +91,9 @@ def _parse_command_line_strings(config: dict, validator) -> None:
                 parsed = yaml.safe_load(error.instance)
             except yaml.YAMLError:
                 continue
+            # YAML 1.1 reads yes/no/on/off as booleans: only true/false are taken as such
+            if isinstance(parsed, bool) and error.instance.strip().lower() not in ("true", "false"):
+                continue
             if not isinstance(parsed, str):
                 *parents, last = error.absolute_path
                 target = config

@@ -77,8 +77,9 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
-# Finished jobs stay visible to squeue for 10 minutes: the test profile polls with squeue.
-MinJobAge=600
+# Finished jobs stay visible to squeue for an hour: the test profile polls with squeue, and the
+# test lists the partitions its jobs ran in at the end of a test session of up to 20 minutes.
+MinJobAge=3600
 ReturnToService=2
 SchedulerType=sched/backfill
 GresTypes=gpu
