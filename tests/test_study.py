@@ -122,7 +122,7 @@ def test_cache_keys_hold_only_what_a_stage_depends_on():
         s.settings("nope")
 
 
-def test_every_path_template_is_unique_and_names_its_wildcards():
+def test_every_path_template_is_unique_and_under_results_or_resources():
     assert len(set(PATHS.values())) == len(PATHS)
     for name, template in PATHS.items():
         assert template.startswith(("results/", "resources/")), name

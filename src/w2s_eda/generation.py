@@ -86,6 +86,11 @@ def label_word_ids(tokenizer, label_words: Sequence[str]) -> list[list[int]]:
     return words
 
 
+def encode_prompts(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+    """Rendered prompts' token ids, adding no special tokens (the chat template holds them)."""
+    return [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+
 def render_chat(tokenizer, messages: Sequence[dict] | str) -> str:
     """A chat prompt as text, with the generation prompt appended (falls back to raw text)."""
     if isinstance(messages, str):
@@ -136,7 +141,7 @@ class HFEngine:
         )
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
-        return [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        return encode_prompts(self.tokenizer, prompts)
 
     def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Completion]:
         encoded = self.encode(prompts)
@@ -303,7 +308,7 @@ class VllmEngine:
         self.tokenizer = self.llm.get_tokenizer()
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
-        return [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        return encode_prompts(self.tokenizer, prompts)
 
     def _run(self, rows: list[list[int]], params, batch_size: int):
         """vLLM outputs for token-id prompts, ``batch_size`` requests at a time (0: all at once,

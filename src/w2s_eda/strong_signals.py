@@ -144,8 +144,8 @@ def _scores(labels: np.ndarray, p_label1: np.ndarray, splits: pd.Series) -> dict
 
 
 def gather_explain(
-    shard_paths: list[str], split_paths: dict[str, str], explain: dict, generation: dict,
-    seed: int, output: str, stats_path: str,
+    shard_paths: list[str], explain: dict, generation: dict, seed: int, output: str,
+    stats_path: str,
 ) -> dict:
     frame = _gather(shard_paths)
     frame["template_sha256"] = template_hash(explain["template"])
@@ -187,8 +187,8 @@ def zero_shot(
         return [{"p_label1": p} for p in p_label1]
 
     def key(indices):
-        chunk = [(items.id[i], prompts[i]) for i in indices]
-        return fingerprint(identity, info["label_names"], chunk)
+        chunk = [(items.id[i], prompts[i]) for i in indices]  # the batch size decides the padding
+        return fingerprint(identity, info["label_names"], generation["batch_size"], chunk)
 
     records, _ = run_chunked(compute, len(items), work_dir, generation["chunk_size"], key,
                              desc="zero-shot")

@@ -23,14 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .arms import BUILTIN_ARMS, check_arms, context_key, parts_of
-from .config import local_files, model_names, split_sizes, validate_schema
+from .arms import all_arms, check_arms, context_key, parts_of
+from .config import SCHEMA_PATH, local_files, model_names, split_sizes, validate_schema
 from .data.registry import DATASETS, known_dataset_names
-from .errors import ConfigError
+from .data.splits import SPLITS
+from .errors import ConfigError, DatasetError
 from .models import check_model_spec
+from .prep import hub_revision, load_pools
 from .prompts import check_templates
 
-SPLITS = ("weak_train", "w2s_train", "test")
 SIGNALS = ("explanations", "zero_shot", "debates")
 
 _DATA = "results/{dataset}/seed{seed}/data"
@@ -145,11 +146,11 @@ class Cell:
 # --- validation ---------------------------------------------------------------------------------
 
 
-def validate_config(config: dict, schema_path: str | Path | None = None) -> dict:
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """The config validated against the schema (defaults filled in), then checked against the
     registered datasets, the models, the arms and the templates. Raises ConfigError naming the
     key."""
-    filled = validate_schema(config) if schema_path is None else validate_schema(config, schema_path)
+    filled = validate_schema(config, schema_path)
     _check_datasets(filled)
     _check_models(filled)
     check_templates(filled)
@@ -227,9 +228,6 @@ def check_local_data(config: dict) -> None:
     Reads whole files: call it once per run (the Snakefile does, in its main process only), not
     from validate_config, which tests and every job's re-parse of the workflow also call.
     """
-    from .errors import DatasetError
-    from .prep import load_pools
-
     for name, spec in config["datasets"].items():
         if "path" in spec:
             try:
@@ -246,10 +244,9 @@ class Study:
 
     def __init__(self, config: dict):
         self.config = config
-        custom = config["align"]["custom_arms"]
-        specs = {**BUILTIN_ARMS, **custom}
+        specs = all_arms(config)
         self.arms: dict[str, Arm] = {
-            name: Arm(name, tuple(specs[name].get("context", [])), specs[name].get("targets", "gold"))
+            name: Arm(name, tuple(specs[name]["context"]), specs[name]["targets"])
             for name in config["align"]["arms"]
         }
         self.losses: list[str] = list(config["train"]["strong"]["losses"])
@@ -323,8 +320,7 @@ class Study:
             return "local " + ", ".join(local_files(spec).values())
         if entry.bigbench_task:
             return f"BIG-bench task {entry.bigbench_task}"
-        revision = spec.get("revision") or entry.hub_revision
-        return f"hub {entry.hub_id}@{revision or 'main (unpinned)'}"
+        return f"hub {entry.hub_id}@{hub_revision(dataset, spec) or 'main (unpinned)'}"
 
     def split_sizes(self, dataset: str) -> dict[str, int]:
         return split_sizes(self.config, dataset)

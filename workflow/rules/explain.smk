@@ -30,7 +30,6 @@ rule explain_shard:
 
 rule explain:
     input:
-        unpack(STUDY.strong_stage_inputs),
         shards=STUDY.explain_shards,
     output:
         explanations=PATHS["explanations"],
@@ -42,7 +41,6 @@ rule explain:
     params:
         explain=settings("explain"),
         generation=config["generation"],
-        splits=split_paths(),
     script:
         "../scripts/explain.py"
 

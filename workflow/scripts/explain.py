@@ -8,7 +8,6 @@ from w2s_eda.strong_signals import gather_explain
 run_stage(
     lambda: gather_explain(
         shard_paths=list(snakemake.input.shards),
-        split_paths=snakemake.params.splits,
         explain=snakemake.params.explain,
         generation=snakemake.params.generation,
         seed=int(snakemake.wildcards.seed),
