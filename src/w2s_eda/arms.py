@@ -1,10 +1,15 @@
 """Align arms: what the weak model reads and what it learns from, and how long inputs are cut.
 
 An arm is data, not code: ``context`` lists the strong model's signals appended to the item
-(``explanation``, ``debate``), and ``targets`` says what the weak model trains on (``gold``: the
-ground truth of weak_train; ``strong_zero_shot``: the strong model's zero-shot P(label 1) on the
-same items, ignoring their labels, i.e. the facilitation function as distillation). The built-in
-arms are below; ``align.custom_arms`` in the config adds more without any new rule code.
+(``explanation``; ``debate`` and ``consultancy`` transcripts; ``judge``, the judge's verdict on the
+debate), ``targets`` says what the weak model trains on (``gold``: the ground truth of weak_train;
+``strong_zero_shot``: the strong model's zero-shot P(label 1) on the same items, ignoring their
+labels, i.e. the facilitation function as distillation; ``judge``: the judge's P(label 1) after
+reading the debate), and ``ensemble`` how many weak models are averaged and what differs between
+them (``seed``: each member its own seed, bootstrap resample of weak_train and head init, Lang et
+al.'s finetune ensemble; ``transcript``: also member j reads debate sample j, their debate
+ensemble). The built-in arms are below; ``align.custom_arms`` in the config adds more without any
+new rule code.
 
 Truncation policy (deterministic, applied in the weak model's tokens):
 1. The item is never cut for context: it keeps all its tokens, and is cut at its end only if it
@@ -19,9 +24,18 @@ from __future__ import annotations
 
 from .errors import ConfigError
 
-CONTEXT_PARTS = ("explanation", "debate")
-TARGETS = ("gold", "strong_zero_shot")
-HEADERS = {"explanation": "\nExplanation: ", "debate": "\nDebate:\n"}
+CONTEXT_PARTS = ("explanation", "debate", "consultancy", "judge")
+# Parts with one text per sampled debate (the judge's verdict is on one transcript).
+TRANSCRIPT_PARTS = ("debate", "consultancy", "judge")
+TARGETS = ("gold", "strong_zero_shot", "judge")
+VARY = ("seed", "transcript")
+HEADERS = {"explanation": "\nExplanation: ", "debate": "\nDebate:\n",
+           "consultancy": "\nConsultant:\n", "judge": "\nJudge's verdict: "}
+SINGLE = {"members": 1, "vary": "seed"}
+
+# Lang et al. 2025 (Debate Helps Weak-to-Strong Generalization, AAAI) average 4 weak models: the
+# debate ensemble reads 4 sampled transcripts, the finetune ensemble one transcript with 4 seeds.
+LANG_MEMBERS = 4
 
 BUILTIN_ARMS: dict[str, dict] = {
     "baseline": {"context": [], "targets": "gold"},
@@ -29,18 +43,49 @@ BUILTIN_ARMS: dict[str, dict] = {
     "debate": {"context": ["debate"], "targets": "gold"},
     "eda": {"context": ["explanation", "debate"], "targets": "gold"},
     "distill": {"context": [], "targets": "strong_zero_shot"},
+    "consultancy": {"context": ["consultancy"], "targets": "gold"},
+    "debate_ensemble": {"context": ["debate"], "targets": "gold",
+                        "ensemble": {"members": LANG_MEMBERS, "vary": "transcript"}},
+    "finetune_ensemble": {"context": ["debate"], "targets": "gold",
+                          "ensemble": {"members": LANG_MEMBERS, "vary": "seed"}},
+    "debate_judge": {"context": ["debate"], "targets": "judge"},
 }
 
-# Folder names next to the arms' folders; an arm may not take them.
-RESERVED_NAMES = ("features",)
+# Names an arm may not take: a folder beside the arms' folders, and the control row of summary.csv.
+RESERVED_NAMES = ("features", "self_distill")
 
 
 def all_arms(config: dict) -> dict[str, dict]:
     """Built-in arms plus the config's ``align.custom_arms`` (which may override a built-in)."""
-    arms = {name: dict(spec) for name, spec in BUILTIN_ARMS.items()}
+    arms = {name: _complete(spec) for name, spec in BUILTIN_ARMS.items()}
     for name, spec in config["align"]["custom_arms"].items():
-        arms[name] = {"context": list(spec.get("context", [])), "targets": spec.get("targets", "gold")}
+        arms[name] = _complete(spec)
     return arms
+
+
+def _complete(spec: dict) -> dict:
+    return {"context": list(spec.get("context", [])), "targets": spec.get("targets", "gold"),
+            "ensemble": {**SINGLE, **spec.get("ensemble", {})}}
+
+
+def describe_arm(name: str, spec: dict) -> str:
+    """One sentence on what an arm tests, for summary.md."""
+    spec = _complete(spec)
+    if name == "baseline" and not spec["context"] and spec["targets"] == "gold":
+        return "the weak floor: the weak model trained on gold labels, reading the item alone."
+    reads = {"explanation": "the strong model's explanation", "debate": "a debate transcript",
+             "consultancy": "a consultancy transcript (one strong model arguing an assigned side)",
+             "judge": "the judge's verdict on the debate"}
+    learns = {"gold": "gold labels", "strong_zero_shot": "the strong model's zero-shot labels",
+              "judge": "the judge's verdict (no gold labels)"}
+    context = " and ".join(reads[part] for part in spec["context"]) or "nothing beyond the item"
+    text = f"does the weak model, reading {context} and learning from {learns[spec['targets']]}"
+    ensemble = spec["ensemble"]
+    if ensemble["members"] > 1:
+        differ = ("its own sampled transcript" if ensemble["vary"] == "transcript"
+                  else "its own seed (bootstrap resample and head init), one shared transcript")
+        text += f", as an average of {ensemble['members']} members each with {differ}"
+    return text + ", supervise the strong student better than the baseline's weak model?"
 
 
 def check_arms(config: dict) -> None:
@@ -60,6 +105,25 @@ def check_arms(config: dict) -> None:
             "config key 'align.arms': 'baseline' must be listed; it is the weak floor every "
             "PGR is measured from"
         )
+    samples = config["debate"]["n_samples"]
+    for index, name in enumerate(config["align"]["arms"]):
+        spec = known[name]
+        where = (f"align.custom_arms.{name}" if name in config["align"]["custom_arms"]
+                 else f"align.arms[{index}] (built-in arm '{name}')")
+        members, vary = spec["ensemble"]["members"], spec["ensemble"]["vary"]
+        reads_transcripts = (set(spec["context"]) & set(TRANSCRIPT_PARTS)
+                             or spec["targets"] == "judge")
+        if vary == "transcript" and not reads_transcripts:
+            raise ConfigError(
+                f"config key '{where}': ensemble.vary 'transcript' gives member j debate sample j, "
+                "but the arm reads no debate, consultancy or judge; use vary 'seed'"
+            )
+        if vary == "transcript" and members > samples:
+            raise ConfigError(
+                f"config key '{where}': ensemble of {members} members with vary 'transcript' "
+                f"needs {members} sampled debates per item, but debate.n_samples is {samples}; "
+                f"set debate.n_samples: {members} (or more)"
+            )
 
 
 def context_key(parts: list[str]) -> str:
