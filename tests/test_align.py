@@ -146,7 +146,8 @@ def test_arms_come_from_the_config():
         "custom_arms": {"debate_distill": {"context": ["debate"], "targets": "strong_zero_shot"}}}})
     from w2s_eda.arms import all_arms
 
-    assert all_arms(config)["debate_distill"] == {"context": ["debate"], "targets": "strong_zero_shot"}
+    assert all_arms(config)["debate_distill"] == {"context": ["debate"], "targets": "strong_zero_shot",
+                                                  "ensemble": {"members": 1, "vary": "seed"}}
     with pytest.raises(ConfigError, match=r"'align.arms\[1\]': unknown arm 'nope'"):
         validate_config({"align": {"arms": ["baseline", "nope"]}})
     with pytest.raises(ConfigError, match="'baseline' must be listed"):
@@ -273,12 +274,13 @@ def _splits(folder):
                 for i in range(4)]
         paths[split] = str(folder / f"{split}.parquet")
         pd.DataFrame(rows).to_parquet(paths[split])
-        signals += [{"id": r["id"], "explanation": f"Because {r['id']}.", "p_label1": 0.25 + 0.5 * (i % 2),
+        signals += [{"id": r["id"], "split": split, "sample": 0, "explanation": f"Because {r['id']}.",
+                     "p_label1": 0.25 + 0.5 * (i % 2),
                      "transcript": f"Debater 1: yes about {r['id']}.\nDebater 2: no."} for i, r in enumerate(rows)]
     frame = pd.DataFrame(signals)
     frame[["id", "explanation"]].to_parquet(folder / "explanations.parquet")
     frame[["id", "p_label1"]].to_parquet(folder / "zero_shot.parquet")
-    frame[["id", "transcript"]].to_parquet(folder / "debates.parquet")
+    frame[["id", "split", "sample", "transcript"]].to_parquet(folder / "debates.parquet")
     return paths
 
 
@@ -300,8 +302,9 @@ def test_probe_training_reuses_cached_features_and_never_loads_the_model(tmp_pat
     monkeypatch.setattr(align, "load_backbone", no_model)
     monkeypatch.setattr(align, "load_prepared", no_model)
     outputs = {name: str(tmp_path / "weak" / f"{name}.out") for name in ("soft_labels", "test", "metrics")}
-    metrics = align.train_weak("distill", {"context": ["explanation"], "targets": "strong_zero_shot"},
-                               paths, str(prepared_models / "minilm-l6"), {**train, "ensemble": 2}, 0,
+    arm = {"context": ["explanation"], "targets": "strong_zero_shot",
+           "ensemble": {"members": 2, "vary": "seed"}}
+    metrics = align.train_weak("distill", arm, paths, str(prepared_models / "minilm-l6"), train, 0,
                                "cpu", "float32", outputs, features=features,
                                zero_shot=str(tmp_path / "data/zero_shot.parquet"))
     soft = pd.read_parquet(outputs["soft_labels"])
@@ -314,7 +317,7 @@ def test_probe_training_reuses_cached_features_and_never_loads_the_model(tmp_pat
     with pytest.raises(Exception, match="features.npz: its test items differ"):
         align.train_weak("baseline", {"context": [], "targets": "gold"},
                          {**paths, "test": str(tmp_path / "other.parquet")},
-                         str(prepared_models / "minilm-l6"), {**train, "ensemble": 1}, 0, "cpu",
+                         str(prepared_models / "minilm-l6"), train, 0, "cpu",
                          "float32", outputs, features=features)
 
 

@@ -240,8 +240,9 @@ def test_lora_adapts_every_linear_layer_of_the_kept_blocks_and_the_head_trains(p
 PAIRS = [{"weak": "qwen2-tiny", "strong": "llama-tiny"},
          {"weak": "llama-tiny", "strong": "qwen2-tiny"}]
 ARMS = ["baseline", "eda", "distill"]
-ONE_THREAD_RULES = ["explain_shard", "explain", "zero_shot", "debate_round", "debate",
-                    "weak_features", "weak_features_strong", "train_ceiling", "train_student"]
+ONE_THREAD_RULES = ["explain_shard", "explain", "zero_shot", "debate_round", "debate", "judge",
+                    "weak_features", "weak_features_strong", "train_ceiling", "train_student",
+                    "train_self_distill"]
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +262,7 @@ def arch_study(tmp_path_factory, tiny_models):
         "generation": {"dtype": "float32"},
         "explain": {"max_new_tokens": 4},
         "debate": {"max_new_tokens": 4, "n_rounds": 1, "drift_sample": 2,
-                   "judge": {"enabled": True}},
+                   "judge": {"enabled": True, "model": "weak"}},  # a weak judge
         "align": {"arms": ARMS},
         "train": {"weak": {"mode": "probe", "epochs": 2, "batch_size": 2},
                   "strong": {"mode": "lora", "epochs": 1, "batch_size": 2, "losses": ["xent"],
@@ -312,11 +313,17 @@ def test_strong_signals_use_each_architecture_chat_template(arch_study, strong):
     explanations = pd.read_parquet(root / "explanations.parquet")
     assert (explanations.n_tokens >= 1).all() and (explanations.n_tokens <= 4).all()
     debates = pd.read_parquet(root / "debates.parquet")
-    assert len(debates) == 12 and debates.judge_p_label1.notna().all()
+    assert len(debates) == 12 and set(debates["sample"]) == {0}
     assert all(len(turns) == 2 for turns in debates.turns)
     assert debates.transcript.str.contains('Debater 1 (argues "yes")', regex=False).all()
     stats = json.loads((root / "debate_stats.json").read_text())
-    assert stats["rounds"]["1"]["side_drift_scored"] == 2 and "judge" in stats
+    assert stats["rounds"]["1"]["side_drift_scored"] == 2
+    # The judge is the pair's weak model (a weak judge of strong debaters), on every transcript.
+    weak = next(pair["weak"] for pair in PAIRS if pair["strong"] == strong)
+    judge = pd.read_parquet(root / f"judge/{weak}/debates.parquet")
+    assert judge.id.tolist() == debates.id.tolist() and set(judge.model) == {weak}
+    assert judge.p_label1.between(0, 1, inclusive="neither").all()
+    assert json.loads((root / f"judge/{weak}/debates_stats.json").read_text())["judge"] == weak
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda pair: f"{pair['weak']}-to-{pair['strong']}")

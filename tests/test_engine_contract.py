@@ -60,6 +60,27 @@ def test_greedy_generation_is_ordered_reproducible_and_bounded(engine):
     assert [c.text for c in one_at_a_time] == [c.text for c in first[:2]]
 
 
+def test_per_prompt_seeds_make_sampling_reproducible_item_by_item(engine):
+    """A sampled text depends on its prompt and its seed only: the same seeds give the same texts
+    whatever the batch, and other seeds other texts (sampled debates, one seed per turn)."""
+    prompts = [render_chat(engine.tokenizer, f"Write one sentence about {q.lower()}")
+               for q in ("cats", "rivers", "winter", "bread")]
+    settings = GenerationSettings(max_new_tokens=12, do_sample=True, batch_size=4)
+
+    def texts(seeds, subset=slice(None), batch_size=4):
+        chosen = prompts[subset]
+        return [c.text for c in engine.generate(
+            chosen, GenerationSettings(**{**settings.__dict__, "batch_size": batch_size}),
+            seeds=seeds[subset])]
+
+    seeds = [11, 12, 13, 14]
+    first = texts(seeds)
+    assert texts(seeds) == first
+    assert texts(seeds, slice(2, 4), batch_size=1) == first[2:]  # alone, in another batch
+    other = texts([21, 22, 23, 24])
+    assert sum(a != b for a, b in zip(first, other)) >= 3
+
+
 def test_label_probabilities_follow_the_label_words(engine):
     prompts = [render_chat(engine.tokenizer, q) for q in YES_NO]
     p = engine.label_probabilities(prompts, ["no", "yes"])

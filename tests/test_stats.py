@@ -11,7 +11,9 @@ from w2s_eda.stats import (
     accuracy_rows,
     auroc_rows,
     deception,
+    holm,
     mcnemar,
+    mde_paired,
     paired_bootstrap,
     pgr,
 )
@@ -60,6 +62,44 @@ def test_paired_bootstrap_resamples_every_model_together_and_is_seeded():
     # With a floor equal to the ceiling PGR is undefined on every resample.
     flat = paired_bootstrap(Predictions(Y, CEILING, CEILING), STUDENT, n_resamples=200, seed=1)
     assert flat["pgr_accuracy"] == (None, None) and flat["pgr_accuracy_undefined_fraction"] == 1.0
+
+
+def test_paired_bootstrap_takes_pgr_against_the_arms_own_weak_model_on_the_same_resamples():
+    preds = Predictions(Y, FLOOR, CEILING)
+    plain = paired_bootstrap(preds, STUDENT, n_resamples=500, seed=3)
+    own = paired_bootstrap(preds, STUDENT, n_resamples=500, seed=3, own_weak=FLOOR)
+    # With the floor as its own weak model, PGR vs own weak is PGR, resample by resample.
+    assert own["pgr_vs_own_weak_accuracy"] == own["pgr_accuracy"] == plain["pgr_accuracy"]
+    assert (own["pgr_vs_own_weak_accuracy_undefined_fraction"]
+            == own["pgr_accuracy_undefined_fraction"])
+    # A weak model as good as the ceiling leaves no gap: undefined on every resample.
+    flat = paired_bootstrap(preds, STUDENT, n_resamples=200, seed=3, own_weak=CEILING)
+    assert flat["pgr_vs_own_weak_accuracy"] == (None, None)
+    assert flat["pgr_vs_own_weak_accuracy_undefined_fraction"] == 1.0
+    assert "pgr_vs_own_weak_accuracy" not in plain
+
+
+def test_holm_adjusts_step_down_by_hand():
+    # Sorted: 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04, raised to the
+    # running maximum 0.06 so the adjusted values stay monotone). Back in input order:
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # None is passed through and not counted: m = 2 here. 0.3 x 2 = 0.6, then 0.7 x 1 -> 0.7.
+    assert holm([None, 0.7, 0.3, None]) == [None, pytest.approx(0.7), pytest.approx(0.6), None]
+    assert holm([0.4, 0.5, 0.6]) == [1.0, 1.0, 1.0]  # capped at 1
+    assert holm([]) == [] and holm([None]) == [None]
+
+
+def test_minimum_detectable_effect_by_hand():
+    # z_0.975 + z_0.8 = 1.959964 + 0.841621 = 2.801585.
+    # n = 100, 25 discordant: d = 0.25, sqrt(0.25 / 100) = 0.05 -> 0.140079.
+    assert mde_paired(100, 25) == pytest.approx(2.801585 * 0.05, abs=1e-6)
+    # METHOD.md's example: n = 64, d = 0.3 (19.2 discordant items) -> 2.8016 * 0.068465 = 0.19.
+    assert mde_paired(64, 19.2) == pytest.approx(0.1918, abs=1e-4)
+    # No discordant item counts as one: d = 1/16, sqrt(1/16 / 16) = 1/16 -> 0.175099.
+    assert mde_paired(16, 0) == mde_paired(16, 1) == pytest.approx(2.801585 / 16, abs=1e-6)
+    assert mde_paired(0, 0) is None
+    # A stricter alpha or more power needs a larger difference.
+    assert mde_paired(100, 25, alpha=0.01) > mde_paired(100, 25) < mde_paired(100, 25, power=0.9)
 
 
 def test_mcnemar_counts_discordant_items_and_gives_the_exact_p_value():

@@ -62,7 +62,7 @@ class RecordingEngine:
     def _digest(prompt):
         return hashlib.sha256(prompt.encode()).hexdigest()
 
-    def generate(self, prompts, settings):
+    def generate(self, prompts, settings, seeds=None):
         self.batch_sizes.add(settings.batch_size)
         self.calls.append(("generate", list(prompts)))
         return [Completion(text=f"because {self._digest(p)[:12]}", n_prompt_tokens=len(p.split()),
@@ -75,12 +75,13 @@ class RecordingEngine:
 
 
 def run_every_stage(folder, flip, monkeypatch):
-    """Runs the real explain, zero-shot, debate (rounds 1 and 2) and debate-gather stages, with the
-    judge and drift scoring on, over splits with these labels; returns each stage's model calls."""
+    """Runs the real explain, zero-shot, debate (rounds 1 and 2), debate-gather, consultancy (two
+    samples) and judge stages, with drift scoring on, over splits with these labels; returns each
+    stage's model calls."""
     paths, manifest = write_splits(folder / "splits", flip=flip)
     model_dir = folder / "model"
     model_dir.mkdir()
-    (model_dir / MODEL_MANIFEST).write_text(json.dumps({"name": "fake-strong"}))
+    (model_dir / MODEL_MANIFEST).write_text(json.dumps({"name": "fake-strong", "kind": "causal"}))
     calls, batch_sizes = [], set()
     monkeypatch.setattr(strong_signals, "make_engine",
                         lambda *args, **kwargs: RecordingEngine(calls, batch_sizes))
@@ -88,7 +89,6 @@ def run_every_stage(folder, flip, monkeypatch):
     explain, debate, generation = config["explain"], config["debate"], config["generation"]
     generation["chunk_size"] = 5  # 12 items: three chunks per stage
     generation["batch_size"] = 3  # every model call must be told it
-    debate["judge"]["enabled"] = True
     debate["drift_sample"] = 5
     assert debate["n_rounds"] == 2 and debate["n_debaters"] == 2
     common = dict(split_paths=paths, dataset_manifest=manifest, model_dir=str(model_dir),
@@ -112,9 +112,19 @@ def run_every_stage(folder, flip, monkeypatch):
         "debate_round1": debate_round(1),
         "debate_round2": debate_round(2),
         "gather_debate": lambda: strong_signals.gather_debate(
-            shard_paths=[str(folder / "round2.parquet")], judge_model_dir=None, debate=debate,
+            shard_paths=[str(folder / "round2.parquet")], debate=debate,
             output=str(folder / "debates.parquet"), stats_path=str(folder / "debate_stats.json"),
             **common),
+        "judge": lambda: strong_signals.judge_transcripts(
+            transcripts_path=str(folder / "debates.parquet"), split_paths=paths,
+            dataset_manifest=manifest, judge_model_dir=str(model_dir),
+            template=debate["judge"]["template"], generation=generation, device="cpu",
+            output=str(folder / "judge.parquet"), stats_path=str(folder / "judge.json")),
+        "consultancy": lambda: strong_signals.debate_round_shard(
+            round_number=1, debate={**debate, "protocol": "consultancy", "n_debaters": 1,
+                                    "n_samples": 2},
+            previous=None, work_dir=str(folder / "work/consultancy"), shard=0,
+            output=str(folder / "consultancy.parquet"), **common),
     }
     recorded = {}
     for name, stage in stages.items():
@@ -153,9 +163,16 @@ def test_flipping_every_label_leaves_every_prompt_the_stages_send_byte_identical
     round1_turns = [f"because {RecordingEngine._digest(p)[:12]}" for p in round1]
     for p in prompts(plain["debate_round2"], generated):  # both round-1 turns on the item shown
         assert "debate so far" in p and sum(t in p for t in round1_turns) == 2
-    # Drift scored on a sample of each round, then the judge on all 12 transcripts.
-    assert shape(plain["gather_debate"]) == [(scored, n) for n in (5, 5, 12)]
-    assert all("A debate about this" in p for p in plain["gather_debate"][-1][1])
+    # Drift scored on a sample of each round; the judge on all 12 transcripts.
+    assert shape(plain["gather_debate"]) == [(scored, n) for n in (5, 5)]
+    assert shape(plain["judge"]) == [(scored, 12)]
+    assert all("A debate about this" in p for p in plain["judge"][0][1])
+    # One consultant per (sample, item): 24 turns, each item argued for both sides once.
+    consultant = prompts(plain["consultancy"], generated)
+    assert len(consultant) == 24
+    for text in TEXTS:
+        sides = [p for p in consultant if text in p]
+        assert len(sides) == 2 and sum('"entailment", not' in p for p in sides) == 1
 
     # ...and sent exactly the same prompts, in the same calls, whatever the labels.
     assert set(plain) == set(flipped)
@@ -260,3 +277,32 @@ def test_added_round_reuses_earlier_rounds_and_shards_equal_one_job(tmp_path, pr
         a = pd.read_parquet(one / cell / name).drop(columns="seconds", errors="ignore")
         b = pd.read_parquet(sharded / cell / name).drop(columns="seconds", errors="ignore")
         pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.slow
+def test_sampled_debates_differ_and_the_same_seed_reproduces_them(tmp_path, prepared_models):
+    """k = 2 sampled debates per item with the real strong model: the two samples of an item
+    differ, and a rerun with the same study seed, in other chunks and batches, gives the same
+    transcripts turn by turn (tests/test_engine_contract.py checks other seeds give others)."""
+    paths, manifest = write_splits(tmp_path / "splits")
+    config = validate_config({"debate": {"n_samples": 2, "n_rounds": 1, "max_new_tokens": 6}})
+    debate, generation = config["debate"], config["generation"]
+
+    def run(name, chunk_size=64, batch_size=0):
+        output = tmp_path / f"{name}.parquet"
+        strong_signals.debate_round_shard(
+            round_number=1, split_paths=paths, dataset_manifest=manifest,
+            model_dir=str(prepared_models / "smollm2-135m"), debate=debate,
+            generation={**generation, "chunk_size": chunk_size, "batch_size": batch_size,
+                        "dtype": "float32"},
+            seed=0, device="cpu", previous=None, work_dir=str(tmp_path / name), shard=0,
+            output=str(output))
+        frame = pd.read_parquet(output)
+        return {(i, s): [t["text"] for t in json.loads(turns)]
+                for i, s, turns in zip(frame.id, frame["sample"], frame.turns)}
+
+    first = run("first")
+    assert len(first) == 24 and {s for _, s in first} == {0, 1}
+    differing = [i for i, s in first if s == 0 and first[(i, 0)] != first[(i, 1)]]
+    assert len(differing) >= 10, f"only {len(differing)} of 12 items have two different debates"
+    assert run("again", chunk_size=5, batch_size=3) == first

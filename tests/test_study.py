@@ -18,7 +18,9 @@ CELL = {"dataset": "epistemic_reasoning", "seed": "0", "weak": "minilm-l6", "str
 
 
 def study(**align) -> Study:
-    return Study(validate_config({"align": align} if align else {}))
+    """The study of these align settings; without controls unless they are given, so that each
+    test sees what its arms alone need."""
+    return Study(validate_config({"align": {"controls": [], **align}}))
 
 
 @pytest.mark.parametrize("arms, signals", [
@@ -32,6 +34,60 @@ def test_each_arm_selection_needs_only_the_signals_it_reads(arms, signals):
     s = study(arms=arms)
     assert s.signals == signals
     assert all(s.needs(signal) == (signal in signals) for signal in ("explanations", "zero_shot", "debates"))
+
+
+@pytest.mark.parametrize("arms, signals", [
+    (["baseline", "consultancy"], {"consultancy"}),
+    (["baseline", "debate_judge"], {"debates", "judge"}),
+    (["baseline", "debate_ensemble", "finetune_ensemble"], {"debates"}),
+])
+def test_debate_science_arms_need_their_transcripts_and_the_judge(arms, signals):
+    s = Study(validate_config({"align": {"arms": arms, "controls": []},
+                               "debate": {"n_samples": 4}}))
+    assert s.signals == signals
+
+
+def test_controls_need_the_zero_shot_file_and_train_a_self_distilled_student():
+    s = study(arms=["baseline"], controls=["strong_zero_shot", "self_distill"])
+    assert s.signals == {"zero_shot"}
+    (cell,) = s.analysis_cells()
+    assert cell["zero_shot"].endswith("smollm2-135m/zero_shot.parquet")
+    assert set(cell["control_predictions"]["self_distill"]) == {"xent", "logconf"}
+    inputs = s.self_distill_inputs({**CELL, "loss": "xent"})
+    assert inputs["soft_labels"] == cell["zero_shot"] and inputs["features"].endswith("item.npz")
+
+
+def test_the_judge_reads_every_transcript_kind_when_enabled_and_can_be_the_weak_model():
+    config = {"align": {"arms": ["baseline", "debate", "consultancy"], "controls": []},
+              "debate": {"judge": {"enabled": True}}}
+    s = Study(validate_config(config))
+    (cell,) = s.analysis_cells()
+    assert cell["judge"] == {
+        kind: f"results/epistemic_reasoning/seed0/smollm2-135m/judge/smollm2-135m/{kind}.parquet"
+        for kind in ("debates", "consultancy")}
+    with pytest.raises(ConfigError, match=r"debate\.judge\.model.*'minilm-l6' is an encoder"):
+        validate_config({**config, "debate": {"judge": {"enabled": True, "model": "weak"}}})
+    # with a causal weak model the judge is the cell's weak model
+    causal = {"models": {"small": {"packaged": "smollm2-135m-instruct"},
+                         "big": {"packaged": "smollm2-135m-instruct"}},
+              "pairs": [{"weak": "small", "strong": "big"}]}
+    weak = Study(validate_config({**config, **causal,
+                                  "debate": {"judge": {"enabled": True, "model": "weak"}}}))
+    assert weak.judge_names() == ["small"]
+    assert "/big/judge/small/debates.parquet" in weak.analysis_cells()[0]["judge"]["debates"]
+
+
+def test_a_transcript_ensemble_needs_as_many_samples_and_its_features_hold_them():
+    with pytest.raises(ConfigError, match=r"debate_ensemble.*needs 4 sampled debates.*n_samples"):
+        validate_config({"align": {"arms": ["baseline", "debate_ensemble"]}})
+    with pytest.raises(ConfigError, match=r"align\.custom_arms\.mine.*reads no debate"):
+        validate_config({"align": {"arms": ["baseline", "mine"], "custom_arms": {
+            "mine": {"ensemble": {"members": 2, "vary": "transcript"}}}}})
+    s = Study(validate_config({"align": {"arms": ["baseline", "debate", "debate_ensemble",
+                                                  "finetune_ensemble"]},
+                               "debate": {"n_samples": 4}}))
+    assert s.feature_samples("item+debate") == 4 and s.feature_samples("item") == 1
+    assert s.arm("finetune_ensemble").transcripts == 1
 
 
 def test_baseline_alone_generates_nothing_and_reads_only_splits_features_and_models():

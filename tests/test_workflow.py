@@ -101,10 +101,11 @@ def test_paper_config_dry_runs():
     cells = 5 * 3 * 2  # datasets x seeds x pairs
     assert counts["prep"] == 15 and counts["prepare_model"] == 3
     assert counts["explain_shard"] == cells * 8 and counts["debate_round"] == cells * 3 * 8
+    assert counts["consultancy_round"] == cells * 3 * 8 and counts["judge"] == cells * 2
     # the baseline weak model is shared by the two strong models; the other arms read one
-    assert counts["train_weak"] == 5 * 3 and counts["train_weak_strong"] == cells * 4
+    assert counts["train_weak"] == 5 * 3 and counts["train_weak_strong"] == cells * 8
     assert counts["zero_shot"] == cells and counts["train_ceiling"] == cells
-    assert counts["train_student"] == cells * 5 * 3
+    assert counts["train_student"] == cells * 9 * 3 and counts["train_self_distill"] == cells * 3
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
     for name, spec in {**paper["models"], **paper["datasets"]}.items():
         assert re.fullmatch(r"[0-9a-f]{40}", spec.get("revision", "")), f"{name} is not pinned"
@@ -128,7 +129,7 @@ GENERATION_RULES = ("explain_shard", "explain", "zero_shot", "debate_round", "de
 ])
 def test_only_the_signals_an_arm_reads_are_computed(tmp_path, arms, generated):
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    config["align"] = {"arms": arms}
+    config["align"] = {"arms": arms, "controls": []}
     result = run_snakemake("-n", "--forceall", *study(tmp_path, config))
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
@@ -141,6 +142,7 @@ def test_only_the_signals_an_arm_reads_are_computed(tmp_path, arms, generated):
 def test_paper_config_without_generation_arms_runs_no_debate(tmp_path):
     config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
     config["align"] = {"arms": ["baseline", "distill"]}
+    config["debate"]["judge"] = {"enabled": False}
     result = run_snakemake("-n", *study(tmp_path, config))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     counts = job_counts(result.stdout)
@@ -152,7 +154,8 @@ def test_paper_config_without_generation_arms_runs_no_debate(tmp_path):
 @pytest.mark.parametrize("override, rule, count", [
     ("seeds=[0,1]", "prep", 2),
     ("debate={'n_rounds': 3, 'judge': {'enabled': true}}", "debate_round", 3),
-    ("train={'weak': {'ensemble': 2, 'layer': 3}}", "train_weak", 1),
+    ("train={'weak': {'layer': 3}}", "train_weak", 1),
+    ("debate={'n_samples': 4}", "debate_round", 2),
 ])
 def test_config_overrides_on_the_command_line(override, rule, count):
     """`--config` the Snakemake way: values inside a list or mapping arrive as strings and are

@@ -3,14 +3,25 @@
 - ``compute_features``: a frozen model's pooled features for every item of some splits, with an
   arm's context laid out by the truncation policy of arms.py. Cached by a rule and reused by
   every probe-mode run that reads the same layout (features are computed once).
-- ``train_weak``: the weak model of one arm, trained on weak_train (gold labels, or the strong
-  model's zero-shot P(label 1) for distillation arms); an optional ensemble of k members with
-  their own seeds averages probabilities. Writes soft labels for w2s_train (same context as in
-  training) and predictions on test.
+- ``train_weak``: the weak model of one arm, trained on weak_train (gold labels, the strong
+  model's zero-shot P(label 1) for distillation arms, or the judge's P(label 1) after the debate);
+  an ensemble of the arm's members averages their probabilities. Writes soft labels for w2s_train
+  (same context as in training) and predictions on test.
 - ``train_strong``: the strong model on w2s_train, from gold labels (the ceiling) or from one
   arm's soft labels (a W2S student); predictions on test. The student reads the item only.
 
 Gold labels of w2s_train and test are read only to train the ceiling and to score predictions.
+
+Ensemble members must really differ. A probe is a convex problem: members on the same features
+from the same zero head reach nearly the same head whatever their batch order, so their average
+would be one model. So when an arm has several members, member j (seed ``seed * 1000 + j``)
+trains on its own bootstrap resample of weak_train (bagging: n draws with replacement) from its own
+small random head (training.MEMBER_INIT_STD). Lang et al. 2025 vary only the seed because they
+fine-tune the whole model, where initialisation and data order already make members differ; the
+same bootstrap applies here in lora and full mode, as it works on row indices. With vary
+``transcript`` member j also reads sample j of every sampled signal (debate, consultancy, judge)
+and learns from the judge of sample j; with vary ``seed`` every member reads sample 0. A single
+weak model (one member) trains as it always has: all of weak_train, from a zero head.
 """
 
 from __future__ import annotations
@@ -27,13 +38,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .arms import context_key, encode_with_context
+from .arms import SINGLE, TRANSCRIPT_PARTS, context_key, encode_with_context
 from .errors import DatasetError
 from .features import PooledBackbone, extract, pad_batch, pad_id, pooling_for, resolve_layer
 from .io import atomic_path, fingerprint, read_json, write_json
 from .stats import fmt, scores
 from .models import MODEL_MANIFEST, load_prepared, resolve_device
 from .training import (
+    MEMBER_INIT_STD,
     ProbeClassifier,
     TextClassifier,
     TrainSettings,
@@ -54,30 +66,58 @@ def read_split(path: str, with_labels: bool = False) -> pd.DataFrame:
     return pd.read_parquet(path, columns=columns)
 
 
-@functools.lru_cache(maxsize=4)
-def _signal_column(path: str, column: str) -> pd.Series:
-    """One column of an explanations / debates file by item id, read once per process."""
-    return pd.read_parquet(path, columns=["id", column]).set_index("id")[column]
+# The column each context part reads from its signal file. Parts in arms.TRANSCRIPT_PARTS come from
+# files with one row per (item, sample); an explanation is one per item.
+SIGNAL_COLUMNS = {"explanation": "explanation", "debate": "transcript",
+                  "consultancy": "transcript", "judge": "verdict"}
 
 
-def context_texts(ids: pd.Series, parts: list[str], explanations: str | None, debates: str | None):
-    """{part: texts aligned with ``ids``}; a missing item names the file and the item."""
-    sources = {"explanation": (explanations, "explanation"), "debate": (debates, "transcript")}
-    out = {}
-    for part in parts:
-        path, column = sources[part]
-        frame = _signal_column(path, column)
-        missing = ids[~ids.isin(frame.index)]
-        if len(missing):
-            raise DatasetError(f"{path}: no {part} for item '{missing.iloc[0]}' ({len(missing)} missing)")
-        out[part] = frame.loc[ids].fillna("").tolist()
-    return out
+@functools.lru_cache(maxsize=8)
+def _signal_column(path: str, column: str, sampled: bool) -> pd.Series:
+    """One column of a signal file by item id (and sample if ``sampled``), read once a process."""
+    keys = ["id", "sample"] if sampled else ["id"]
+    return pd.read_parquet(path, columns=[*keys, column]).set_index(keys)[column]
 
 
-def encode_items(tokenizer, frame: pd.DataFrame, parts: list[str], explanations, debates,
-                 max_length: int) -> tuple[list[list[int]], int]:
-    """Token ids of each item with its context (arms.py policy), and how many inputs were cut."""
-    texts = context_texts(frame["id"], parts, explanations, debates)
+def signal_values(path: str | None, part: str, column: str, ids: pd.Series,
+                  sample: int) -> pd.Series:
+    """``column`` of ``part``'s signal file for each of ``ids`` (sample ``sample`` of sampled
+    parts); a missing file, item or sample is an error naming them."""
+    if path is None:
+        raise DatasetError(f"the arm reads the {part} signal but was given no {part} file")
+    sampled = part in TRANSCRIPT_PARTS
+    frame = _signal_column(path, column, sampled)
+    items = frame.index.get_level_values("id")
+    missing = ids[~ids.isin(items)]
+    if len(missing):
+        raise DatasetError(
+            f"{path}: no {part} for item '{missing.iloc[0]}' ({len(missing)} missing)"
+        )
+    if not sampled:
+        return frame.loc[ids.to_numpy()]
+    keys = pd.MultiIndex.from_arrays([ids.to_numpy(), np.full(len(ids), sample)])
+    found = keys.isin(frame.index)
+    if not found.all():
+        raise DatasetError(
+            f"{path}: no {part} sample {sample} for item '{keys[~found][0][0]}'; "
+            "debate.n_samples is too small"
+        )
+    return frame.loc[keys]
+
+
+def context_texts(ids: pd.Series, parts: list[str], signals: dict[str, str | None],
+                  sample: int = 0) -> dict[str, list[str]]:
+    """{part: texts aligned with ``ids``}, reading each part from ``signals[part]`` (a file path);
+    sampled parts (debate, consultancy, judge) give their sample ``sample``."""
+    return {part: signal_values(signals.get(part), part, SIGNAL_COLUMNS[part], ids, sample)
+            .fillna("").tolist() for part in parts}
+
+
+def encode_items(tokenizer, frame: pd.DataFrame, parts: list[str], signals: dict[str, str | None],
+                 max_length: int, sample: int = 0) -> tuple[list[list[int]], int]:
+    """Token ids of each item with its context (arms.py policy; sampled parts from sample
+    ``sample``), and how many inputs were cut."""
+    texts = context_texts(frame["id"], parts, signals, sample)
     rows, n_cut = [], 0
     for i, item in enumerate(frame["text"]):
         ids, cut = encode_with_context(
@@ -111,12 +151,30 @@ def load_backbone(model_dir: str, layer, device: str, dtype: str, key: str,
 # --- features (probe mode) ----------------------------------------------------------------------
 
 
+def signal_files(explanations: str | None = None, debates: str | None = None,
+                 consultancy: str | None = None, judge: str | None = None) -> dict[str, str | None]:
+    """The signal file each context part reads (judge: the judge's verdicts on the debates)."""
+    return {"explanation": explanations, "debate": debates, "consultancy": consultancy,
+            "judge": judge}
+
+
+def feature_key(split: str, sample: int) -> str:
+    """The name of a split's features read with sample ``sample``: ``test``, ``test_sample1``."""
+    return split if sample == 0 else f"{split}_sample{sample}"
+
+
 def compute_features(
     split_paths: dict[str, str], model_dir: str, parts: list[str], train: dict, device: str,
     dtype: str, output: str, role: str, explanations: str | None = None,
-    debates: str | None = None,
+    debates: str | None = None, consultancy: str | None = None, judge: str | None = None,
+    n_samples: int = 1,
 ) -> dict:
-    """Features of every item of ``split_paths`` (in their order) with ``parts`` as context."""
+    """Features of every item of ``split_paths`` (in their order) with ``parts`` as context.
+
+    A layout with a sampled part (debate, consultancy, judge) is computed for ``n_samples``
+    samples: ``x_{split}`` reads sample 0 (as a one-sample file), ``x_{split}_sample{j}`` sample j.
+    Any other layout reads the same text in every sample, so it is stored once (meta
+    ``n_samples`` 1) and every ensemble member reads its sample 0."""
     # dtype auto: bf16 autocast on CUDA, and on CPUs with native bf16 matmul, where extraction
     # runs twice as fast (features correlate 0.99998 with float32's); float32 elsewhere.
     backbone, tokenizer, manifest, torch_device, bf16 = load_backbone(
@@ -124,21 +182,27 @@ def compute_features(
     )
     backbone.to(torch_device)
     max_length = effective_max_length(tokenizer, backbone.model.config, train["max_length"])
+    signals = signal_files(explanations, debates, consultancy, judge)
+    samples = n_samples if set(parts) & set(TRANSCRIPT_PARTS) else 1
     arrays, meta = {}, {"model": manifest["name"], "layer": backbone.layer,
                         "pooling": backbone.pooling, "context": context_key(parts),
-                        "max_length": max_length, "autocast_bf16": bf16, "splits": {}}
+                        "max_length": max_length, "autocast_bf16": bf16, "n_samples": samples,
+                        "splits": {}}
     for split, path in split_paths.items():
         frame = read_split(path)
-        rows, n_cut = encode_items(tokenizer, frame, parts, explanations, debates, max_length)
-        arrays[f"x_{split}"] = extract(
-            backbone, rows, pad_id(tokenizer), torch_device, train["batch_size"],
-            desc=f"{manifest['name']} {context_key(parts)} {split}",
-            autocast_dtype=torch.bfloat16 if bf16 else None,
-        )
         arrays[f"ids_{split}"] = frame["id"].to_numpy().astype(str)
-        lengths = [len(row) for row in rows]
-        meta["splits"][split] = {"n": len(rows), "n_context_cut": n_cut,
-                                 "mean_tokens": float(np.mean(lengths)), "max_tokens": max(lengths)}
+        for sample in range(samples):
+            key = feature_key(split, sample)
+            rows, n_cut = encode_items(tokenizer, frame, parts, signals, max_length, sample)
+            arrays[f"x_{key}"] = extract(
+                backbone, rows, pad_id(tokenizer), torch_device, train["batch_size"],
+                desc=f"{manifest['name']} {context_key(parts)} {key}",
+                autocast_dtype=torch.bfloat16 if bf16 else None,
+            )
+            lengths = [len(row) for row in rows]
+            meta["splits"][key] = {"n": len(rows), "n_context_cut": n_cut,
+                                   "mean_tokens": float(np.mean(lengths)),
+                                   "max_tokens": max(lengths)}
     arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
     with atomic_path(output) as tmp:
         with open(tmp, "wb") as handle:
@@ -147,9 +211,17 @@ def compute_features(
     return meta
 
 
-def load_features(path: str, split: str, ids: pd.Series) -> torch.Tensor:
+def load_features(path: str, split: str, ids: pd.Series, sample: int = 0) -> torch.Tensor:
+    """The cached features of ``split`` read with sample ``sample`` (see compute_features)."""
+    key = feature_key(split, sample)
     with np.load(path, allow_pickle=False) as data:
-        cached_ids, x = data[f"ids_{split}"], data[f"x_{split}"]
+        if f"x_{key}" not in data.files:
+            held = json.loads(str(data["meta"])).get("n_samples", 1)
+            raise DatasetError(
+                f"{path}: no {split} features of sample {sample} (it holds {held} samples); "
+                "debate.n_samples is too small, or the file predates it: delete it and rerun"
+            )
+        cached_ids, x = data[f"ids_{split}"], data[f"x_{key}"]
     if list(cached_ids) != list(ids):
         raise DatasetError(
             f"{path}: its {split} items differ from the split file; delete it and rerun"
@@ -167,6 +239,13 @@ class Source:
                  rows: dict[str, list[list[int]]] | None = None, pad: int = 0):
         self.features, self.rows, self.pad = features, rows, pad
 
+    def resampled(self, rows: np.ndarray) -> "Source":
+        """The same source with its 'train' items drawn at ``rows`` (a bootstrap resample)."""
+        if self.features is not None:
+            return Source(features={**self.features, "train": self.features["train"][rows]})
+        train = [self.rows["train"][i] for i in rows]
+        return Source(rows={**self.rows, "train": train}, pad=self.pad)
+
     def batcher(self, split: str):
         if self.features is not None:
             x = self.features[split]
@@ -183,10 +262,12 @@ class Source:
 def run_training(
     source: Source, model_factory, targets: np.ndarray, eval_splits: list[str],
     settings: TrainSettings, checkpoint_dir: Path, device, bf16: bool, data_key: str, desc: str,
+    init_std: float = 0.0,
 ) -> tuple[dict[str, np.ndarray], dict]:
-    """Train on source 'train' towards ``targets``; P(label 1) on each eval split; a record."""
+    """Train on source 'train' towards ``targets`` from a zero head (or a random one of std
+    ``init_std`` seeded by the settings' seed); P(label 1) on each eval split; a record."""
     torch.manual_seed(settings.seed)
-    model = model_factory()
+    model = model_factory(source, init_std, settings.seed)
     result = fit(
         model, source.batcher("train"), targets, settings, checkpoint_dir, device, bf16,
         data_key=data_key, desc=desc,
@@ -210,25 +291,28 @@ def _size(source: Source, split: str) -> int:
     return len(source.features[split]) if source.features is not None else len(source.rows[split])
 
 
-def _model_factory(source: Source, settings: TrainSettings, model_dir, layer, device, dtype, key):
-    """A builder of the classifier for this mode. For lora/full the backbone is loaded from disk
-    once and each build (ensemble member) adapts a fresh copy of it."""
+def _model_factory(settings: TrainSettings, model_dir, layer, device, dtype, key):
+    """A builder ``build(source, init_std, seed)`` of the classifier for this mode. For lora/full
+    the backbone is loaded from disk once and each build (ensemble member) adapts a fresh copy."""
     if settings.mode == "probe":
-        return lambda: ProbeClassifier(source.features["train"])
+        return lambda source, init_std, seed: ProbeClassifier(
+            source.features["train"], init_std, seed
+        )
     pretrained = []
 
-    def build():
+    def build(source: Source, init_std: float, seed: int):
         if not pretrained:
             pretrained.append(load_backbone(model_dir, layer, device, dtype, key)[0])
         backbone = prepare_for_mode(copy.deepcopy(pretrained[0]), settings)
-        return TextClassifier(backbone, backbone.hidden_size)
+        return TextClassifier(backbone, backbone.hidden_size, init_std, seed)
 
     return build
 
 
-def _text_source(model_dir, train: dict, splits: dict[str, pd.DataFrame], parts, explanations,
-                 debates) -> Source:
-    """Token ids of every split's items (with the arm's context) for lora/full training."""
+def _text_source(model_dir, train: dict, splits: dict[str, pd.DataFrame], parts,
+                 signals: dict[str, str | None], sample: int = 0) -> Source:
+    """Token ids of every split's items (with the arm's context, sampled parts from sample
+    ``sample``) for lora/full training."""
     from transformers import AutoConfig, AutoTokenizer
 
     manifest = read_json(Path(model_dir) / MODEL_MANIFEST)
@@ -237,7 +321,7 @@ def _text_source(model_dir, train: dict, splits: dict[str, pd.DataFrame], parts,
     config = AutoConfig.from_pretrained(weights, local_files_only=True)
     max_length = effective_max_length(tokenizer, config, train["max_length"])
     rows = {
-        name: encode_items(tokenizer, frame, parts, explanations, debates, max_length)[0]
+        name: encode_items(tokenizer, frame, parts, signals, max_length, sample)[0]
         for name, frame in splits.items()
     }
     return Source(rows=rows, pad=pad_id(tokenizer))
@@ -256,72 +340,125 @@ def _write_predictions(path: str, frame: pd.DataFrame, p_label1: np.ndarray, ext
 # --- the weak model, one arm --------------------------------------------------------------------
 
 
+def bootstrap(n: int, seed: int) -> np.ndarray:
+    """Row indices of a bootstrap resample of n rows: n draws with replacement, seeded."""
+    return np.random.default_rng(seed).integers(0, n, size=n)
+
+
+def member_disagreement(p_members: np.ndarray) -> float:
+    """Mean over items of the std of the members' P(label 1) (members x items); 0 for one."""
+    return float(np.mean(np.std(p_members, axis=0)))
+
+
+def weak_targets(arm: str, kind: str, frame: pd.DataFrame, sample: int, zero_shot: str | None,
+                 judge: str | None) -> np.ndarray:
+    """What the weak model learns on weak_train: gold labels, the strong model's zero-shot
+    P(label 1), or the judge's P(label 1) after debate sample ``sample``."""
+    if kind == "gold":
+        return frame["label"].to_numpy(dtype=np.float32)
+    if kind == "judge":
+        values = signal_values(judge, "judge", "p_label1", frame["id"], sample)
+        return values.to_numpy(dtype=np.float32)
+    if zero_shot is None:
+        raise DatasetError(f"arm '{arm}' distils the strong model but got no zero-shot file")
+    strong = pd.read_parquet(zero_shot, columns=["id", "p_label1"]).set_index("id")
+    return strong.loc[frame["id"], "p_label1"].to_numpy(dtype=np.float32)
+
+
+def _weak_source(settings: TrainSettings, frames: dict[str, pd.DataFrame], features: str | None,
+                 model_dir: str, train: dict, parts: list[str], signals: dict[str, str | None],
+                 sample: int) -> Source:
+    """What the weak model reads on weak_train, w2s_train and test, sampled parts from sample
+    ``sample``: cached features (probe) or token ids (lora/full)."""
+    if settings.mode != "probe":
+        return _text_source(model_dir, train, frames, parts, signals, sample)
+    split_of = {"train": "weak_train", "w2s_train": "w2s_train", "test": "test"}
+    return Source(features={name: load_features(features, split_of[name], frame["id"], sample)
+                            for name, frame in frames.items()})
+
+
 def train_weak(
     arm: str, arm_spec: dict, split_paths: dict[str, str], model_dir: str, train: dict,
     seed: int, device: str, dtype: str, outputs: dict[str, str],
     features: str | None = None, explanations: str | None = None, debates: str | None = None,
-    zero_shot: str | None = None,
+    consultancy: str | None = None, judge: str | None = None, zero_shot: str | None = None,
 ) -> dict:
-    """Train the weak model of ``arm`` (``train.ensemble`` members) and write its outputs."""
+    """Train the weak model of ``arm`` (its ensemble's members, see the module docstring) and
+    write its outputs."""
     started = time.monotonic()
     parts = list(arm_spec["context"])
+    ensemble = {**SINGLE, **arm_spec.get("ensemble", {})}
     frames = {
         "train": read_split(split_paths["weak_train"], with_labels=True),
         "w2s_train": read_split(split_paths["w2s_train"], with_labels=True),
         "test": read_split(split_paths["test"], with_labels=True),
     }
-    if arm_spec["targets"] == "gold":
-        targets = frames["train"]["label"].to_numpy(dtype=np.float32)
-    else:
-        if zero_shot is None:
-            raise DatasetError(f"arm '{arm}' distils the strong model but got no zero-shot file")
-        strong = pd.read_parquet(zero_shot, columns=["id", "p_label1"]).set_index("id")
-        targets = strong.loc[frames["train"]["id"], "p_label1"].to_numpy(dtype=np.float32)
     settings = TrainSettings.from_config(train, seed=seed)
     torch_device, torch_dtype = resolve_device(device, dtype)
     bf16 = torch_dtype == torch.bfloat16
-    split_of = {"train": "weak_train", "w2s_train": "w2s_train", "test": "test"}
-    key = "train.weak.layer"
-    if settings.mode == "probe":
-        source = Source(features={
-            name: load_features(features, split_of[name], frame["id"]) for name, frame in frames.items()
-        })
-    else:
-        source = _text_source(model_dir, train, frames, parts, explanations, debates)
+    signals = signal_files(explanations, debates, consultancy, judge)
+    factory = _model_factory(settings, model_dir, train["layer"], device, dtype, "train.weak.layer")
+    reads_samples = bool(set(parts) & set(TRANSCRIPT_PARTS))
+    sources: dict[int, Source] = {}  # by the sample the context reads, built once
     members, records = [], []
-    factory = _model_factory(source, settings, model_dir, train["layer"], device, dtype, key)
-    for member in range(train["ensemble"]):
+    for member in range(ensemble["members"]):
+        sample = member if ensemble["vary"] == "transcript" else 0
+        read = sample if reads_samples else 0
+        if read not in sources:
+            sources[read] = _weak_source(settings, frames, features, model_dir, train, parts,
+                                         signals, read)
+        source = sources[read]
+        targets = weak_targets(arm, arm_spec["targets"], frames["train"], sample, zero_shot, judge)
+        ids = frames["train"]["id"]
         member_settings = dataclasses.replace(settings, seed=seed * 1000 + member)
+        init_std = 0.0
+        if ensemble["members"] > 1:
+            rows = bootstrap(len(targets), member_settings.seed)
+            source, targets, ids = source.resampled(rows), targets[rows], ids.iloc[rows]
+            init_std = MEMBER_INIT_STD
         predictions, record = run_training(
             source, factory, targets, ["w2s_train", "test"], member_settings,
             Path(outputs["metrics"]).parent / "checkpoints" / f"member{member}", torch_device,
-            bf16, data_key=fingerprint(frames["train"]["id"].tolist(), targets.tolist(), parts),
-            desc=f"weak {arm} member {member}",
+            bf16, data_key=fingerprint(ids.tolist(), targets.tolist(), parts, sample),
+            desc=f"weak {arm} member {member}", init_std=init_std,
         )
         members.append(predictions)
-        records.append(record)
-    soft = np.mean([m["w2s_train"] for m in members], axis=0)
-    test = np.mean([m["test"] for m in members], axis=0)
-    _write_predictions(
-        outputs["soft_labels"], frames["w2s_train"][["id"]], soft,
-        {f"p_member{j}": m["w2s_train"] for j, m in enumerate(members)} if len(members) > 1 else None,
-    )
-    _write_predictions(outputs["test"], frames["test"], test)
-    metrics = {
-        "role": "weak", "arm": arm, "context": context_key(parts), "targets": arm_spec["targets"],
+        accuracy = scores(frames["test"]["label"], predictions["test"])["accuracy"]
+        records.append({"seed": member_settings.seed, "sample": sample, "test_accuracy": accuracy,
+                        **record})
+    metrics = _write_weak_outputs(arm, arm_spec, ensemble, frames, members, outputs)
+    metrics.update({
         "mode": settings.mode, "model": read_json(Path(model_dir) / MODEL_MANIFEST)["name"],
-        "seed": seed, "ensemble": train["ensemble"], "device": str(torch_device),
-        "test": scores(frames["test"]["label"], test),
-        # How good the weak supervision is: soft labels against w2s_train's gold (a statistic only).
-        "w2s_train_label_accuracy": scores(frames["w2s_train"]["label"], soft),
-        "soft_label_mean": float(soft.mean()),
-        "members": records, "seconds": round(time.monotonic() - started, 2),
-    }
+        "seed": seed, "device": str(torch_device), "members": records,
+        "seconds": round(time.monotonic() - started, 2),
+    })
     write_json(outputs["metrics"], metrics)
-    log.info("weak arm %s: test accuracy %.3f, AUROC %s; soft-label accuracy on w2s_train %.3f",
-             arm, metrics["test"]["accuracy"], fmt(metrics["test"]["auroc"]),
-             metrics["w2s_train_label_accuracy"]["accuracy"])
+    log.info("weak arm %s: test accuracy %.3f, AUROC %s; soft-label accuracy on w2s_train %.3f; "
+             "member disagreement %.3f", arm, metrics["test"]["accuracy"],
+             fmt(metrics["test"]["auroc"]), metrics["w2s_train_label_accuracy"]["accuracy"],
+             metrics["member_disagreement"])
     return metrics
+
+
+def _write_weak_outputs(arm: str, arm_spec: dict, ensemble: dict, frames: dict[str, pd.DataFrame],
+                        members: list[dict[str, np.ndarray]], outputs: dict[str, str]) -> dict:
+    """Write the members' average P(label 1) on w2s_train (soft labels) and test, each member's
+    own as p_member{j} when there are several; their scores for the metrics."""
+    p = {split: np.array([m[split] for m in members]) for split in ("w2s_train", "test")}
+    average = {split: values.mean(axis=0) for split, values in p.items()}
+    for split, path in (("w2s_train", outputs["soft_labels"]), ("test", outputs["test"])):
+        frame = frames[split] if split == "test" else frames[split][["id"]]
+        per_member = {f"p_member{j}": values for j, values in enumerate(p[split])}
+        _write_predictions(path, frame, average[split], per_member if len(members) > 1 else None)
+    return {
+        "role": "weak", "arm": arm, "context": context_key(list(arm_spec["context"])),
+        "targets": arm_spec["targets"], "ensemble": ensemble,
+        "test": scores(frames["test"]["label"], average["test"]),
+        # How good the weak supervision is: soft labels against w2s_train's gold (a statistic only).
+        "w2s_train_label_accuracy": scores(frames["w2s_train"]["label"], average["w2s_train"]),
+        "soft_label_mean": float(average["w2s_train"].mean()),
+        "member_disagreement": member_disagreement(p["test"]),
+    }
 
 
 # --- the strong model: ceiling or W2S student ---------------------------------------------------
@@ -356,8 +493,8 @@ def train_strong(
             "test": load_features(features, "test", frames["test"]["id"]),
         })
     else:
-        source = _text_source(model_dir, train, frames, [], None, None)
-    factory = _model_factory(source, settings, model_dir, train["layer"], device, dtype, key)
+        source = _text_source(model_dir, train, frames, [], {})
+    factory = _model_factory(settings, model_dir, train["layer"], device, dtype, key)
     name = "ceiling" if role == "ceiling" else f"student {arm} {loss}"
     predictions, record = run_training(
         source, factory, targets, ["test"], settings,

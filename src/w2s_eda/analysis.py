@@ -1,8 +1,10 @@
 """The analysis stage: every cell's test predictions in, the study's tables, JSON and plots out.
 
-Writes ``summary.csv`` / ``summary.md`` (one row per cell × arm × loss), ``pgr.json`` (per row,
-across seeds, and the median across cells per arm and loss), ``deception.json`` and the plots
-(the debate plot only when the study ran debates). The statistics are in stats.py.
+Writes ``summary.csv`` / ``summary.md`` (one row per cell × arm × loss, plus a row per control and
+loss), ``pgr.json`` (per row, across seeds, and the median across cells per arm and loss),
+``deception.json`` and the plots (the debate plot only when the study ran debates, the arms table
+when asked for). summary.md also says what each arm tests, and how to read the tests and their
+power. The statistics are in stats.py.
 Our JSON files stay the source of truth; W&B and the HTML report only mirror them.
 """
 
@@ -13,6 +15,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from .arms import BUILTIN_ARMS, describe_arm
 from .errors import DatasetError
 from .io import atomic_path, write_json, write_text
 from .stats import (
@@ -22,7 +25,9 @@ from .stats import (
     auroc,
     deception,
     fmt,
+    holm,
     mcnemar,
+    mde_paired,
     paired_bootstrap,
     pgr,
 )
@@ -46,11 +51,102 @@ def _fmt(value, digits: int = 3) -> str:
     return fmt(value, digits, missing="—")
 
 
+def _test_scores(path: str, ids: pd.Series) -> np.ndarray:
+    """P(label 1) on test from a strong-signal file (zero-shot or judge: id, split, p_label1, no
+    label), in the floor's item order. A judge file has one row per sampled debate of an item:
+    its P(label 1) is averaged over them, as an ensemble of judgements."""
+    frame = pd.read_parquet(path, columns=["id", "split", "p_label1"])
+    by_id = frame[frame["split"] == "test"].groupby("id", sort=False)["p_label1"].mean()
+    if set(by_id.index) != set(ids):
+        raise DatasetError(f"{path}: its test items differ from the weak floor's; rerun that stage")
+    return by_id.reindex(ids).to_numpy()
+
+
+def _references(cell: dict, floor_frame: pd.DataFrame) -> dict:
+    """The strong model's zero-shot accuracy and AUROC and each judge's accuracy on test: what the
+    strong model and the judge know untrained, the same on every row of the cell."""
+    labels, ids = floor_frame["label"].to_numpy(), floor_frame["id"]
+    out = {}
+    if cell.get("zero_shot"):
+        p_label1 = _test_scores(cell["zero_shot"], ids)
+        out["strong_zero_shot_accuracy"] = accuracy(labels, p_label1)
+        out["strong_zero_shot_auroc"] = auroc(labels, p_label1)
+    for kind, path in (cell.get("judge") or {}).items():
+        out[f"judge_accuracy_{kind}"] = accuracy(labels, _test_scores(path, ids))
+    return out
+
+
+def _students(cell: dict, floor_frame: pd.DataFrame) -> list[tuple[str, str, str, np.ndarray]]:
+    """(arm, loss, kind, test predictions) of every arm's student, then every control's."""
+    files = [(arm, loss, "arm", path) for arm, by_loss in cell["student_predictions"].items()
+             for loss, path in by_loss.items()]
+    files += [(name, loss, "control", path)
+              for name, by_loss in (cell.get("control_predictions") or {}).items()
+              for loss, path in by_loss.items()]
+    return [(arm, loss, kind, _aligned(floor_frame, _read(path), path))
+            for arm, loss, kind, path in files]
+
+
+def _student_row(preds: Predictions, student: np.ndarray, own_weak: np.ndarray | None,
+                 baseline: np.ndarray | None, n_resamples: int, seed: int) -> dict:
+    """One student's scores, PGR against the baseline floor and (for an arm) against its own weak
+    model, bootstrap CIs, and (against the baseline student) McNemar p and the MDE."""
+    labels = preds.labels
+    floor_acc, ceiling_acc = accuracy(labels, preds.floor), accuracy(labels, preds.ceiling)
+    w2s_acc, w2s_auc = accuracy(labels, student), auroc(labels, student)
+    weak_acc = None if own_weak is None else accuracy(labels, own_weak)
+    pgr_acc, why_acc = pgr(w2s_acc, floor_acc, ceiling_acc)
+    pgr_auc, why_auc = pgr(w2s_auc, auroc(labels, preds.floor), auroc(labels, preds.ceiling))
+    boot = paired_bootstrap(preds, student, baseline, n_resamples, seed=seed, own_weak=own_weak)
+    row = {
+        "weak_arm_accuracy": weak_acc, "w2s_accuracy": w2s_acc,
+        "weak_arm_auroc": None if own_weak is None else auroc(labels, own_weak),
+        "w2s_auroc": w2s_auc, "pgr_accuracy": pgr_acc, "pgr_auroc": pgr_auc,
+        "pgr_undefined_reason": why_acc or "", "pgr_auroc_undefined_reason": why_auc or "",
+        "pgr_vs_own_weak_accuracy": None if own_weak is None else pgr(w2s_acc, weak_acc, ceiling_acc)[0],
+    }
+    for name in ("floor_accuracy", "ceiling_accuracy", "w2s_accuracy", "w2s_auroc",
+                 "pgr_accuracy", "pgr_auroc", "pgr_vs_own_weak_accuracy"):
+        row[f"{name}_ci_low"], row[f"{name}_ci_high"] = boot.get(name, (None, None))
+    for name in ("pgr_accuracy", "pgr_vs_own_weak_accuracy"):
+        row[f"{name}_undefined_in_resamples"] = boot.get(f"{name}_undefined_fraction")
+    return {**row, **_versus_baseline(labels, student, baseline, boot)}
+
+
+def _versus_baseline(labels: np.ndarray, student: np.ndarray, baseline: np.ndarray | None,
+                     boot: dict) -> dict:
+    """Accuracy difference to the baseline student with its CI, exact McNemar p and the MDE at
+    80 % power from the observed discordant items (METHOD.md); all None without a baseline. The
+    Holm-adjusted p needs the whole cell: ``_add_holm`` fills it in."""
+    names = ("vs_baseline_accuracy_diff", "vs_baseline_diff_ci_low", "vs_baseline_diff_ci_high",
+             "vs_baseline_discordant", "vs_baseline_mcnemar_p", "vs_baseline_mcnemar_p_holm",
+             "vs_baseline_mde")
+    if baseline is None:
+        return dict.fromkeys(names)
+    test = mcnemar(labels, student, baseline)
+    discordant = test["only_arm_right"] + test["only_baseline_right"]
+    return dict(zip(names, (
+        accuracy(labels, student) - accuracy(labels, baseline), *boot["accuracy_minus_baseline"],
+        discordant, test["p_value"], None, mde_paired(len(labels), discordant),
+    )))
+
+
+def _add_holm(rows: list[dict]) -> None:
+    """Holm-adjust the McNemar p-values of every comparison with the baseline student in one cell
+    (all arms and controls, all losses: one family, METHOD.md)."""
+    adjusted = holm([row["vs_baseline_mcnemar_p"] for row in rows])
+    for row, p_holm in zip(rows, adjusted):
+        row["vs_baseline_mcnemar_p_holm"] = p_holm
+
+
 def analyze_cell(cell: dict, n_resamples: int) -> tuple[list[dict], list[dict]]:
     """Rows of summary.csv and deception.json for one cell (dataset × seed × weak × strong).
 
-    ``cell`` names its files by role: ``ceiling_predictions``, ``weak_predictions`` (by arm) and
-    ``student_predictions`` (by arm, then loss); the weak floor is the ``baseline`` arm."""
+    ``cell`` names its files by role (the contract is ``Study.analysis_cells``):
+    ``ceiling_predictions``, ``weak_predictions`` (by arm), ``student_predictions`` (by arm, then
+    loss) and optionally ``control_predictions`` (by control, then loss), ``zero_shot`` and
+    ``judge`` (by kind). The weak floor is the ``baseline`` arm. Arms' rows have ``kind`` "arm",
+    controls' (students with no weak model, e.g. self_distill) "control"."""
     floor_frame = _read(cell["weak_predictions"]["baseline"])
     labels = floor_frame["label"].to_numpy()
     preds = Predictions(
@@ -59,54 +155,35 @@ def analyze_cell(cell: dict, n_resamples: int) -> tuple[list[dict], list[dict]]:
         ceiling=_aligned(floor_frame, _read(cell["ceiling_predictions"]), cell["ceiling_predictions"]),
     )
     weak = {arm: _aligned(floor_frame, _read(path), path) for arm, path in cell["weak_predictions"].items()}
-    students = {
-        (arm, loss): _aligned(floor_frame, _read(path), path)
-        for arm, by_loss in cell["student_predictions"].items() for loss, path in by_loss.items()
-    }
+    students = _students(cell, floor_frame)
+    baselines = {loss: student for arm, loss, kind, student in students if arm == "baseline"}
     base = {name: cell[name] for name in CELL_KEYS}
-    floor_acc, ceiling_acc = accuracy(labels, preds.floor), accuracy(labels, preds.ceiling)
-    floor_auc, ceiling_auc = auroc(labels, preds.floor), auroc(labels, preds.ceiling)
+    shared = {
+        "n_test": len(labels),
+        "floor_accuracy": accuracy(labels, preds.floor),
+        "ceiling_accuracy": accuracy(labels, preds.ceiling),
+        "floor_auroc": auroc(labels, preds.floor), "ceiling_auroc": auroc(labels, preds.ceiling),
+        **_references(cell, floor_frame),
+    }
     rows, deceptions = [], []
-    for (arm, loss), student in students.items():
-        baseline = students.get(("baseline", loss))
-        w2s_acc, w2s_auc = accuracy(labels, student), auroc(labels, student)
-        pgr_acc, why_acc = pgr(w2s_acc, floor_acc, ceiling_acc)
-        pgr_auc, why_auc = pgr(w2s_auc, floor_auc, ceiling_auc)
-        boot = paired_bootstrap(
-            preds, student, None if arm == "baseline" else baseline, n_resamples,
-            seed=int(cell["seed"]),
-        )
-        row = {
-            **base, "arm": arm, "loss": loss, "n_test": len(labels),
-            "floor_accuracy": floor_acc, "ceiling_accuracy": ceiling_acc,
-            "weak_arm_accuracy": accuracy(labels, weak[arm]), "w2s_accuracy": w2s_acc,
-            "floor_auroc": floor_auc, "ceiling_auroc": ceiling_auc,
-            "weak_arm_auroc": auroc(labels, weak[arm]), "w2s_auroc": w2s_auc,
-            "pgr_accuracy": pgr_acc, "pgr_auroc": pgr_auc,
-            "pgr_undefined_reason": why_acc or "",
-            "pgr_auroc_undefined_reason": why_auc or "",
-        }
-        for name in ("floor_accuracy", "ceiling_accuracy", "w2s_accuracy", "w2s_auroc",
-                     "pgr_accuracy", "pgr_auroc"):
-            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = boot[name]
-        row["pgr_accuracy_undefined_in_resamples"] = boot["pgr_accuracy_undefined_fraction"]
-        if arm != "baseline" and baseline is not None:
-            test = mcnemar(labels, student, baseline)
-            row["vs_baseline_accuracy_diff"] = w2s_acc - accuracy(labels, baseline)
-            low, high = boot["accuracy_minus_baseline"]
-            row["vs_baseline_diff_ci_low"], row["vs_baseline_diff_ci_high"] = low, high
-            row["vs_baseline_mcnemar_p"] = test["p_value"]
+    for arm, loss, kind, student in students:
+        row = {**base, "arm": arm, "kind": kind, "loss": loss, **shared, **_student_row(
+            preds, student, weak[arm] if kind == "arm" else None,
+            None if arm == "baseline" else baselines.get(loss), n_resamples, int(cell["seed"]),
+        )}
         regions = deception(labels, preds.floor, preds.ceiling, student)
         row["deception_score"] = regions["deception_score"]
         row["deception_gap"] = regions["deception_gap"]
         rows.append(row)
-        deceptions.append({**base, "arm": arm, "loss": loss, **regions})
+        deceptions.append({**base, "arm": arm, "kind": kind, "loss": loss, **regions})
+    _add_holm(rows)
     return rows, deceptions
 
 
 def analyze(cells: list[dict], outputs: dict[str, str], n_resamples: int = 1000) -> pd.DataFrame:
-    """Analyse every cell and write the outputs named in ``outputs``."""
-    from .plots import accuracy_ladder, debate_rounds, deception_plot, pgr_plot
+    """Analyse every cell and write the outputs named in ``outputs`` (the arms table only when
+    ``outputs`` names it)."""
+    from .plots import accuracy_ladder, arms_table, debate_rounds, deception_plot, pgr_plot
 
     rows, deceptions = [], []
     for cell in cells:
@@ -114,58 +191,66 @@ def analyze(cells: list[dict], outputs: dict[str, str], n_resamples: int = 1000)
         rows += cell_rows
         deceptions += cell_deception
     table = pd.DataFrame(rows)
+    specs = {arm: spec for cell in cells for arm, spec in (cell.get("arms") or {}).items()}
     with atomic_path(outputs["csv"]) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    write_text(outputs["md"], markdown(table))
+    write_text(outputs["md"], markdown(table, specs))
     write_text(outputs["html"], html_table(table))
     write_json(outputs["pgr"], pgr_report(table))
     write_json(outputs["deception"], deceptions)
     accuracy_ladder(table, outputs["ladder"])
     pgr_plot(table, outputs["pgr_plot"])
     deception_plot(deceptions, outputs["deception_plot"])
+    if "arms_table" in outputs:
+        arms_table(table, outputs["arms_table"])
     if "debate_plot" in outputs:
         debate_rounds({(c["dataset"], str(c["seed"]), c["strong"]): c["debate_stats"]
                        for c in cells}, outputs["debate_plot"])
-    log.info("study summary (test split):\n%s", markdown(table))
+    log.info("study summary (test split):\n%s", markdown(table, specs))
     return table
+
+
+def _clean(value):
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+
+PGR_ROW_KEYS = (*CELL_KEYS, "arm", "kind", "loss", "pgr_accuracy", "pgr_accuracy_ci_low",
+                "pgr_accuracy_ci_high", "pgr_accuracy_undefined_in_resamples", "pgr_auroc",
+                "pgr_auroc_ci_low", "pgr_auroc_ci_high", "pgr_undefined_reason",
+                "pgr_vs_own_weak_accuracy", "pgr_vs_own_weak_accuracy_ci_low",
+                "pgr_vs_own_weak_accuracy_ci_high")
 
 
 def pgr_report(table: pd.DataFrame) -> dict:
     """PGR per row, across seeds per (dataset, pair, arm, loss), and the median across cells."""
-    def clean(value):
-        return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
-
-    per_row = [
-        {key: clean(row[key]) for key in (*CELL_KEYS, "arm", "loss", "pgr_accuracy",
-                                          "pgr_accuracy_ci_low", "pgr_accuracy_ci_high",
-                                          "pgr_auroc", "pgr_auroc_ci_low", "pgr_auroc_ci_high",
-                                          "pgr_undefined_reason")}
-        for row in table.to_dict("records")
-    ]
+    per_row = [{key: _clean(row[key]) for key in PGR_ROW_KEYS} for row in table.to_dict("records")]
     seeds = []
     for key, group in table.groupby(["dataset", "weak", "strong", "arm", "loss"], sort=False):
         seeds.append({
             **dict(zip(("dataset", "weak", "strong", "arm", "loss"), key)),
-            "pgr_accuracy": across_seeds([clean(v) for v in group["pgr_accuracy"]]),
-            "pgr_auroc": across_seeds([clean(v) for v in group["pgr_auroc"]]),
+            **{name: across_seeds([_clean(v) for v in group[name]])
+               for name in ("pgr_accuracy", "pgr_auroc", "pgr_vs_own_weak_accuracy")},
         })
     medians = []
     for (arm, loss), group in table.groupby(["arm", "loss"], sort=False):
-        defined = [v for v in group["pgr_accuracy"] if clean(v) is not None]
+        defined = [v for v in group["pgr_accuracy"] if _clean(v) is not None]
         medians.append({
             "arm": arm, "loss": loss, "cells": len(group), "cells_excluded_undefined": len(group) - len(defined),
             "median_pgr_accuracy": float(np.median(defined)) if defined else None,
         })
     return {"rows": per_row, "across_seeds": seeds, "median_across_cells": medians,
-            "definition": "PGR = (W2S - floor) / (ceiling - floor); undefined when ceiling <= floor"}
+            "definition": "PGR = (W2S - floor) / (ceiling - floor); undefined when ceiling <= floor. "
+                          "pgr_vs_own_weak_accuracy takes the arm's own weak model as the floor."}
 
 
 def html_table(table: pd.DataFrame) -> str:
     """The PGR table as a standalone HTML page (for the report)."""
-    columns = ["dataset", "seed", "weak", "strong", "arm", "loss", "floor_accuracy",
-               "w2s_accuracy", "ceiling_accuracy", "pgr_accuracy", "pgr_accuracy_ci_low",
-               "pgr_accuracy_ci_high", "pgr_auroc", "pgr_undefined_reason",
-               "vs_baseline_mcnemar_p", "deception_score", "deception_gap"]
+    columns = ["dataset", "seed", "weak", "strong", "arm", "kind", "loss", "floor_accuracy",
+               "weak_arm_accuracy", "w2s_accuracy", "ceiling_accuracy", "pgr_accuracy",
+               "pgr_accuracy_ci_low", "pgr_accuracy_ci_high", "pgr_accuracy_undefined_in_resamples",
+               "pgr_vs_own_weak_accuracy", "pgr_auroc", "pgr_undefined_reason",
+               "vs_baseline_mcnemar_p", "vs_baseline_mcnemar_p_holm", "vs_baseline_mde",
+               "deception_score", "deception_gap"]
     body = table.reindex(columns=columns).to_html(
         index=False, float_format=lambda v: f"{v:.3f}", na_rep="—", border=0, table_id="pgr-table"
     )
@@ -176,23 +261,103 @@ def html_table(table: pd.DataFrame) -> str:
             f"{body}</body></html>\n")
 
 
-def markdown(table: pd.DataFrame) -> str:
+CONTROLS = {
+    "self_distill": "the strong model trained on its own zero-shot labels: how much of any gain is "
+                    "the strong model teaching itself.",
+}
+NOTES = [
+    "**Tests.** McNemar p is exact, on the test items exactly one of the two students gets right "
+    "(the row's student and the baseline arm's student, same loss). Holm p is that p after a "
+    "Holm–Bonferroni correction over every comparison with the baseline student in the cell: all "
+    "arms and controls (self_distill), all losses.",
+    "**Power.** The MDE column is the accuracy difference detectable at 80 % power (two-sided "
+    "α = 0.05, paired; METHOD.md) given n_test and the items the two students disagree on, so a "
+    "difference smaller than it is not evidence of no effect.",
+    "**PGR undefined.** The share of bootstrap resamples where the ceiling did not beat the floor; "
+    "the PGR CI is over the other resamples. PGR vs own weak takes the arm's own weak model as the "
+    "floor instead of the baseline's.",
+]
+
+
+def _ci(r: dict, name: str, digits: int = 3) -> str:
+    low, high = r[f"{name}_ci_low"], r[f"{name}_ci_high"]
+    return f"{_fmt(r[name], digits)} [{_fmt(low, digits)}, {_fmt(high, digits)}]"
+
+
+def _markdown_row(r: dict) -> str:
+    pgr_text = (_ci(r, "pgr_accuracy", 2) if r["pgr_undefined_reason"] == ""
+                else f"undefined ({r['pgr_undefined_reason']})")
+    own = "—" if pd.isna(r["weak_arm_accuracy"]) else "undefined"  # no weak model / ceiling <= it
+    if not pd.isna(r["pgr_vs_own_weak_accuracy"]):
+        own = _ci(r, "pgr_vs_own_weak_accuracy", 2)
+    versus = ("—" if pd.isna(r["vs_baseline_mcnemar_p"]) else
+              f"{r['vs_baseline_accuracy_diff']:+.3f}, p={r['vs_baseline_mcnemar_p']:.2f}, "
+              f"Holm p={r['vs_baseline_mcnemar_p_holm']:.2f}")
+    arm = r["arm"] + (" (control)" if r["kind"] == "control" else "")
+    return (
+        f"| {r['dataset']} | {r['seed']} | {r['weak']} → {r['strong']} | {arm} | {r['loss']} | "
+        f"{_fmt(r['floor_accuracy'])} | {_fmt(r['weak_arm_accuracy'])} | {_ci(r, 'w2s_accuracy')} | "
+        f"{_fmt(r['ceiling_accuracy'])} | {pgr_text} | "
+        f"{_fmt(r['pgr_accuracy_undefined_in_resamples'], 2)} | {own} | {_fmt(r['pgr_auroc'], 2)} | "
+        f"{versus} | {_fmt(r['vs_baseline_mde'], 2)} | {_fmt(r['deception_score'], 2)} / "
+        f"{_fmt(r['deception_gap'], 2)} |"
+    )
+
+
+def _descriptions(table: pd.DataFrame, specs: dict[str, dict]) -> list[str]:
+    """One line per arm (``arms.describe_arm``), control and reference model in the table."""
+    lines = []
+    for arm in dict.fromkeys(table.loc[table["kind"] == "arm", "arm"]):
+        spec = specs.get(arm, BUILTIN_ARMS.get(arm))
+        lines.append(f"- **{arm}**: " + (describe_arm(arm, spec) if spec is not None
+                                          else "no arm spec was given to the analysis."))
+    for control in dict.fromkeys(table.loc[table["kind"] == "control", "arm"]):
+        lines.append(f"- **{control}** (control): "
+                     + CONTROLS.get(control, "a strong student with no weak model behind it."))
+    if "strong_zero_shot_accuracy" in table:
+        lines.append("- **strong zero-shot** (reference): the strong model's own zero-shot "
+                     "prediction from its logits, untrained; self_distill learns from it.")
+    if table.columns.str.startswith("judge_accuracy_").any():
+        lines.append("- **judge** (reference): the judge's P(label 1) after reading the debate "
+                     "(or consultancy), averaged over the sampled transcripts, as a classifier.")
+    return lines
+
+
+REFERENCE_COLUMNS = {
+    "strong_zero_shot_accuracy": "strong zero-shot acc",
+    "strong_zero_shot_auroc": "strong zero-shot AUROC",
+    "judge_accuracy_debates": "judge acc (debates)",
+    "judge_accuracy_consultancy": "judge acc (consultancy)",
+}
+
+
+def _references_table(table: pd.DataFrame) -> list[str]:
+    """Per cell: floor, ceiling, strong zero-shot and judge accuracy (only the columns present)."""
+    columns = [c for c in REFERENCE_COLUMNS if c in table]
+    if not columns:
+        return []
+    lines = ["| dataset | seed | weak → strong | floor acc | ceiling acc | "
+             + " | ".join(REFERENCE_COLUMNS[c] for c in columns) + " |",
+             "|---" * (5 + len(columns)) + "|"]
+    for _, cell in table.groupby(list(CELL_KEYS), sort=False):
+        r = cell.iloc[0]
+        lines.append(f"| {r['dataset']} | {r['seed']} | {r['weak']} → {r['strong']} | "
+                     f"{_fmt(r['floor_accuracy'])} | {_fmt(r['ceiling_accuracy'])} | "
+                     + " | ".join(_fmt(r[c]) for c in columns) + " |")
+    return ["## Reference points (test)", "", *lines]
+
+
+def markdown(table: pd.DataFrame, specs: dict[str, dict] | None = None) -> str:
+    """summary.md: the table, what each arm tests, how to read the tests, reference points.
+    ``specs`` are the arms' specs (built-in arms are described without one)."""
     lines = [
-        "| dataset | seed | weak → strong | arm | loss | floor acc | W2S acc [95% CI] | ceiling acc | "
-        "PGR (acc) [95% CI] | PGR (AUROC) | vs baseline: Δacc, McNemar p | deception score / gap |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | seed | weak → strong | arm | loss | floor acc | weak-arm acc | W2S acc [95% CI] | "
+        "ceiling acc | PGR (acc) [95% CI] | PGR undefined in resamples | PGR vs own weak [95% CI] | "
+        "PGR (AUROC) | vs baseline: Δacc, McNemar p, Holm p | MDE (80% power) | "
+        "deception score / gap |",
+        "|---" * 16 + "|",
+        *(_markdown_row(r) for r in table.to_dict("records")),
+        "", "## What each arm tests", "", *_descriptions(table, specs or {}),
+        "", *(line for note in NOTES for line in (note, "")),
     ]
-    for r in table.to_dict("records"):
-        pgr_text = (f"{_fmt(r['pgr_accuracy'], 2)} [{_fmt(r['pgr_accuracy_ci_low'], 2)}, "
-                    f"{_fmt(r['pgr_accuracy_ci_high'], 2)}]" if r["pgr_undefined_reason"] == ""
-                    else f"undefined ({r['pgr_undefined_reason']})")
-        versus = ("—" if r["arm"] == "baseline" or pd.isna(r.get("vs_baseline_mcnemar_p"))
-                  else f"{r['vs_baseline_accuracy_diff']:+.3f}, p={r['vs_baseline_mcnemar_p']:.2f}")
-        lines.append(
-            f"| {r['dataset']} | {r['seed']} | {r['weak']} → {r['strong']} | {r['arm']} | {r['loss']} | "
-            f"{_fmt(r['floor_accuracy'])} | {_fmt(r['w2s_accuracy'])} [{_fmt(r['w2s_accuracy_ci_low'])}, "
-            f"{_fmt(r['w2s_accuracy_ci_high'])}] | {_fmt(r['ceiling_accuracy'])} | {pgr_text} | "
-            f"{_fmt(r['pgr_auroc'], 2)} | {versus} | {_fmt(r['deception_score'], 2)} / "
-            f"{_fmt(r['deception_gap'], 2)} |"
-        )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _references_table(table)).rstrip("\n") + "\n"

@@ -61,6 +61,10 @@ class Engine(Protocol):
     - ``encode``: a rendered prompt's token ids, *without* adding special tokens: the chat template
       already holds the ones the model expects, so no BOS is ever doubled.
     - ``generate``: one Completion per prompt, in order; greedy unless ``settings.do_sample``.
+      With ``seeds`` (one per prompt), each prompt samples from its own generator seeded by its
+      seed, so a sampled text depends on its prompt and seed, not on the batch it ran in (a
+      sampled debate is reproducible item by item); without, one generator per batch is seeded
+      by ``settings.seed``.
     - ``label_probabilities``: P(label 1) per prompt from the label words' log-probabilities as
       the answer (``label_word_ids`` says which tokens), normalised between the two words; used by
       zero-shot scoring, the judge and drift scoring. ``batch_size`` 0 picks one.
@@ -71,7 +75,8 @@ class Engine(Protocol):
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]: ...
 
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Completion]: ...
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings,
+                 seeds: Sequence[int] | None = None) -> list[Completion]: ...
 
     def label_probabilities(self, prompts: Sequence[str], label_words: Sequence[str],
                             batch_size: int = 0) -> list[float]: ...
@@ -143,7 +148,10 @@ class HFEngine:
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
         return encode_prompts(self.tokenizer, prompts)
 
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Completion]:
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings,
+                 seeds: Sequence[int] | None = None) -> list[Completion]:
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError("one seed per prompt")
         encoded = self.encode(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         batch_size = settings.batch_size or auto_batch_size(
@@ -153,11 +161,14 @@ class HFEngine:
         results: list[Completion | None] = [None] * len(prompts)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            for row, completion in zip(rows, self._batch([encoded[i] for i in rows], settings)):
+            row_seeds = None if seeds is None else [seeds[i] for i in rows]
+            for row, completion in zip(rows, self._batch([encoded[i] for i in rows], settings,
+                                                         row_seeds)):
                 results[row] = completion
         return results
 
-    def _batch(self, encoded: list[list[int]], settings: GenerationSettings) -> list[Completion]:
+    def _batch(self, encoded: list[list[int]], settings: GenerationSettings,
+               seeds: list[int] | None = None) -> list[Completion]:
         import torch
         from transformers import DynamicCache
 
@@ -166,9 +177,10 @@ class HFEngine:
         input_ids, mask = self._left_pad(encoded)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         eos = torch.tensor(self.eos, device=device)
-        generator = None
+        generators = None  # one per row when seeded per prompt, else one for the batch
         if settings.do_sample:
-            generator = torch.Generator(device=device).manual_seed(settings.seed)
+            generators = [torch.Generator(device=device).manual_seed(seed)
+                          for seed in (seeds if seeds is not None else [settings.seed])]
         cache = DynamicCache(config=self.model.config)
         new_tokens: list[list[int]] = [[] for _ in encoded]
         active = list(range(len(encoded)))  # batch row -> index into `encoded`
@@ -179,7 +191,7 @@ class HFEngine:
             )
             position = positions[:, -1:]
             for step in range(settings.max_new_tokens):
-                token = self._next_token(output.logits[:, -1, :], settings, generator)
+                token = self._next_token(output.logits[:, -1, :], settings, generators)
                 finished = torch.isin(token, eos).tolist()
                 for row, (index, value) in enumerate(zip(active, token.tolist())):
                     new_tokens[index].append(value)
@@ -193,6 +205,8 @@ class HFEngine:
                     cache.batch_select_indices(selected)
                     mask, position, token = mask[selected], position[selected], token[selected]
                     active = [active[row] for row in keep]
+                    if generators is not None and seeds is not None:
+                        generators = [generators[row] for row in keep]
                 mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
                 position = position + 1
                 output = self.model(
@@ -262,7 +276,9 @@ class HFEngine:
         return input_ids.to(self.model.device), mask.to(self.model.device)
 
     @staticmethod
-    def _next_token(logits, settings: GenerationSettings, generator):
+    def _next_token(logits, settings: GenerationSettings, generators):
+        """The next token of each row: greedy, or sampled with one generator for the batch or
+        one per row."""
         import torch
 
         if not settings.do_sample:
@@ -273,7 +289,10 @@ class HFEngine:
             outside = sorted_probs.cumsum(-1) - sorted_probs > settings.top_p
             sorted_probs[outside] = 0.0
             probs = torch.zeros_like(probs).scatter(-1, sorted_ids, sorted_probs)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        if len(generators) == 1 and len(probs) > 1:
+            return torch.multinomial(probs, 1, generator=generators[0]).squeeze(-1)
+        return torch.cat([torch.multinomial(row[None], 1, generator=generator).squeeze(-1)
+                          for row, generator in zip(probs, generators)])
 
     def _hit_stop(self, tokens: list[int], stops: tuple[str, ...]) -> bool:
         # A stop string spans at most a few tokens, so the tail is enough to find a new one.
@@ -312,24 +331,30 @@ class VllmEngine:
 
     def _run(self, rows: list[list[int]], params, batch_size: int):
         """vLLM outputs for token-id prompts, ``batch_size`` requests at a time (0: all at once,
-        vLLM schedules them itself)."""
+        vLLM schedules them itself); ``params`` is one SamplingParams or one per prompt."""
         step = batch_size or max(1, len(rows))
         outputs = []
         for start in range(0, len(rows), step):
             batch = [{"prompt_token_ids": ids} for ids in rows[start : start + step]]
-            outputs += self.llm.generate(batch, params, use_tqdm=False)
+            batch_params = params[start : start + step] if isinstance(params, list) else params
+            outputs += self.llm.generate(batch, batch_params, use_tqdm=False)
         return outputs
 
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Completion]:
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings,
+                 seeds: Sequence[int] | None = None) -> list[Completion]:
         from vllm import SamplingParams
 
-        params = SamplingParams(
-            max_tokens=settings.max_new_tokens,
-            temperature=settings.temperature if settings.do_sample else 0.0,
-            top_p=settings.top_p,
-            seed=settings.seed,
-            stop=list(settings.stop_strings) or None,
-        )
+        def params(seed):
+            return SamplingParams(
+                max_tokens=settings.max_new_tokens,
+                temperature=settings.temperature if settings.do_sample else 0.0,
+                top_p=settings.top_p,
+                seed=seed,
+                stop=list(settings.stop_strings) or None,
+            )
+
+        # vLLM seeds each request on its own: per-prompt seeds, or the settings' seed for all
+        params = [params(seed) for seed in seeds] if seeds is not None else params(settings.seed)
         started = time.monotonic()
         outputs = self._run(self.encode(prompts), params, settings.batch_size)
         seconds = (time.monotonic() - started) / max(1, len(prompts))

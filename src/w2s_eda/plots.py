@@ -8,13 +8,13 @@ import pandas as pd
 from .io import atomic_path, read_json
 
 
-def _figure(width=8.0, height=4.5, columns=1):
+def _figure(width=8.0, height=4.5, columns=1, rows=1, **subplots):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt, *plt.subplots(1, columns, figsize=(width, height), dpi=110)
+    return plt, *plt.subplots(rows, columns, figsize=(width, height), dpi=110, **subplots)
 
 
 def _save(plt, fig, path: str) -> None:
@@ -126,4 +126,77 @@ def debate_rounds(stats_paths: dict[tuple, str], path: str) -> None:
         ax.xaxis.get_major_locator().set_params(integer=True)
     left.legend(fontsize=7)
     fig.suptitle("Debate statistics per round")
+    _save(plt, fig, path)
+
+
+CELL_COLUMNS = ["dataset", "seed", "weak", "strong"]
+
+
+def _percent(value) -> str:
+    return "—" if pd.isna(value) else f"{100 * value:.1f}"
+
+
+def _with_ci(row, name) -> str:
+    if pd.isna(row[name]):
+        return "undefined" if name.startswith("pgr") else "—"
+    low, high = _percent(row[f"{name}_ci_low"]), _percent(row[f"{name}_ci_high"])
+    return f"{_percent(row[name])} [{low}, {high}]"
+
+
+def _arm_order(cell: pd.DataFrame) -> list[str]:
+    """Baseline first, then the arms in the table's order, then the controls."""
+    arms = list(dict.fromkeys(cell.loc[cell["kind"] == "arm", "arm"]))
+    controls = list(dict.fromkeys(cell.loc[cell["kind"] == "control", "arm"]))
+    return sorted(arms, key=lambda arm: arm != "baseline") + controls
+
+
+def _arms_table_text(cell: pd.DataFrame, losses: list[str]) -> list[list[str]]:
+    rows = []
+    for arm in _arm_order(cell):
+        by_loss = {r["loss"]: r for _, r in cell[cell["arm"] == arm].iterrows()}
+        first = next(iter(by_loss.values()))
+        name = arm + (" (control)" if first["kind"] == "control" else "")
+        text = [name, _percent(first["weak_arm_accuracy"])]
+        for loss in losses:
+            row = by_loss.get(loss)
+            text += (["—", "—"] if row is None
+                     else [_with_ci(row, "w2s_accuracy"), _with_ci(row, "pgr_accuracy")])
+        rows.append(text)
+    return rows
+
+
+def _references_title(row) -> str:
+    parts = [f"floor {_percent(row['floor_accuracy'])}",
+             f"ceiling {_percent(row['ceiling_accuracy'])}"]
+    if "strong_zero_shot_accuracy" in row:
+        parts.append(f"strong zero-shot {_percent(row['strong_zero_shot_accuracy'])}")
+    parts += [f"judge ({name.removeprefix('judge_accuracy_')}) {_percent(row[name])}"
+              for name in row.index if name.startswith("judge_accuracy_")]
+    return f"{_cell_label(row)} (n={row['n_test']}): " + ", ".join(parts)
+
+
+def arms_table(table: pd.DataFrame, path: str) -> None:
+    """Laid out like Lang et al. 2025's results table, one block per cell: arms in rows (baseline
+    first, controls last); the arm's weak-model accuracy, then per student loss the W2S student's
+    accuracy and PGR with 95 % paired-bootstrap CIs, all in % on test. The block's title holds the
+    floor, ceiling, strong zero-shot and judge accuracy."""
+    cells = [cell for _, cell in table.groupby(CELL_COLUMNS, sort=False)]
+    losses = list(dict.fromkeys(table["loss"]))
+    sizes = [cell["arm"].nunique() + 1 for cell in cells]  # + the header row
+    plt, fig, axes = _figure(2.6 + 3.0 * len(losses), 0.3 * sum(sizes) + 0.6 * len(cells),
+                             rows=len(cells), squeeze=False, gridspec_kw={"height_ratios": sizes})
+    header = ["arm", "weak-arm acc"] + [f"{what} ({loss})" for loss in losses
+                                        for what in ("W2S acc", "PGR")]
+    widths = [1.6, 1.0] + [1.5] * (2 * len(losses))
+    for ax, cell in zip(axes[:, 0], cells):
+        ax.axis("off")
+        drawn = ax.table(cellText=_arms_table_text(cell, losses), colLabels=header, cellLoc="center",
+                         colWidths=[w / sum(widths) for w in widths], bbox=[0, 0, 1, 1])
+        drawn.auto_set_font_size(False)
+        drawn.set_fontsize(8)
+        for column in range(len(header)):
+            drawn[0, column].set_facecolor("#eeeeee")
+        ax.set_title(_references_title(cell.iloc[0]), fontsize=9)
+    fig.suptitle("Arms vs baseline: accuracy and PGR in % [95% paired-bootstrap CI], test split",
+                 fontsize=10)
     _save(plt, fig, path)

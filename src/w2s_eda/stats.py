@@ -1,16 +1,22 @@
-"""Statistics: scores, PGR with paired-bootstrap CIs, arm-vs-baseline tests, deception regions, across seeds.
+"""Statistics: scores, PGR with paired-bootstrap CIs, arm-vs-baseline tests with Holm correction and
+minimum detectable effects, deception regions, across seeds.
 
 Definitions (METHOD.md):
 
 - PGR = (W2S − floor) / (ceiling − floor) (Burns et al. 2023), on accuracy and on AUROC. The floor
   is the weak model's ``baseline`` arm, the ceiling the strong model trained on gold labels. It
   is undefined (``None``, with the reason) when the ceiling does not beat the floor; as in the
-  openai/weak-to-strong notebook, medians across cells leave those out.
+  openai/weak-to-strong notebook, medians across cells leave those out. An arm's PGR can also be
+  taken against its own weak model's accuracy as the floor: how much of the gap between the
+  supervisor the student actually had and the ceiling it recovers.
 - Paired bootstrap: test items are resampled once per replicate and floor, ceiling, W2S and PGR
-  are recomputed together on that resample; the 95 % CI is the 2.5th-97.5th percentile.
+  are recomputed together on that resample; the 95 % CI is the 2.5th-97.5th percentile. The
+  share of resamples where a PGR is undefined is reported, not silently conditioned on
+  (METHOD.md, "Statistics for arm comparisons").
 - Arm vs baseline: the student of an arm against the baseline arm's student (same loss) on the
   same test items: exact McNemar test on the items exactly one of them gets right, plus a paired
-  bootstrap CI of the accuracy difference.
+  bootstrap CI of the accuracy difference. Within a cell the p-values of all these comparisons are
+  Holm-corrected, and each comes with the minimum difference it could detect at 80 % power.
 - Deception regions (after Yang et al. 2024, arXiv:2406.11431): weak-known / weak-unknown = the
   floor is right / wrong; strong-known / strong-unknown = the ceiling is right / wrong. Per region,
   the student's error rate with counts. Deception score = the student's error rate on
@@ -18,7 +24,8 @@ Definitions (METHOD.md):
   strong-known. We also report the share of the student's errors that fall in weak-unknown ∩
   strong-known (``errors_in_wu_sk``).
 
-Metrics come from scikit-learn (accuracy, AUROC) and scipy (binomial test, t interval).
+Metrics come from scikit-learn (accuracy, AUROC) and scipy (binomial test, t interval, normal
+quantiles).
 """
 
 from __future__ import annotations
@@ -118,16 +125,20 @@ def _pgr_rows(w2s: np.ndarray, floor: np.ndarray, ceiling: np.ndarray) -> np.nda
 
 def paired_bootstrap(
     preds: Predictions, w2s: np.ndarray, baseline_w2s: np.ndarray | None = None,
-    n_resamples: int = 1000, seed: int = 0,
+    n_resamples: int = 1000, seed: int = 0, own_weak: np.ndarray | None = None,
 ) -> dict:
-    """95 % CIs of floor, ceiling and W2S accuracy/AUROC, PGR on both, and (with a baseline
-    student) the accuracy difference, all from the same resamples of the test items."""
+    """95 % CIs of floor, ceiling and W2S accuracy/AUROC, PGR on both, (with a baseline student)
+    the accuracy difference and (with the arm's own weak model) PGR on accuracy against that
+    weak model, all from the same resamples of the test items. ``pgr_*_undefined_fraction`` is
+    the share of resamples where that PGR is undefined."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(preds.labels), (n_resamples, len(preds.labels)))
     y = preds.labels[idx]
     models = {"floor": preds.floor, "ceiling": preds.ceiling, "w2s": w2s}
     if baseline_w2s is not None:
         models["baseline_w2s"] = baseline_w2s
+    if own_weak is not None:
+        models["own_weak"] = own_weak
     draws = {}
     for name, p in models.items():
         draws[f"{name}_accuracy"] = accuracy_rows(y, np.asarray(p)[idx])
@@ -136,10 +147,15 @@ def paired_bootstrap(
         draws[f"pgr_{metric}"] = _pgr_rows(
             draws[f"w2s_{metric}"], draws[f"floor_{metric}"], draws[f"ceiling_{metric}"]
         )
+    if own_weak is not None:
+        draws["pgr_vs_own_weak_accuracy"] = _pgr_rows(
+            draws["w2s_accuracy"], draws["own_weak_accuracy"], draws["ceiling_accuracy"]
+        )
     if baseline_w2s is not None:
         draws["accuracy_minus_baseline"] = draws["w2s_accuracy"] - draws["baseline_w2s_accuracy"]
     out = {name: _interval(values) for name, values in draws.items()}
-    out["pgr_accuracy_undefined_fraction"] = float(np.isnan(draws["pgr_accuracy"]).mean())
+    for name in [name for name in draws if name.startswith("pgr_")]:
+        out[f"{name}_undefined_fraction"] = float(np.isnan(draws[name]).mean())
     out["n_resamples"] = n_resamples
     return out
 
@@ -153,6 +169,39 @@ def mcnemar(labels: np.ndarray, p_a: np.ndarray, p_b: np.ndarray) -> dict:
     only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
     p_value = 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
     return {"only_arm_right": only_a, "only_baseline_right": only_b, "p_value": p_value}
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm-Bonferroni step-down adjusted p-values, in the input's order; ``None`` stays ``None``
+    and is not counted among the m tests.
+
+    With the m defined p-values sorted ascending, p_(1) <= ... <= p_(m), the adjusted value of
+    p_(i) is max over j <= i of min(1, (m - j + 1) p_(j)); rejecting where it is <= alpha controls
+    the family-wise error rate at alpha (Holm 1979), uniformly more powerful than Bonferroni."""
+    defined = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    m = len(defined)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(defined):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def mde_paired(n: int, discordant: float, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """The smallest accuracy difference a two-sided paired test on n binary outcomes detects with
+    the given power: (z_{1-alpha/2} + z_power) * sqrt(d / n), d = discordant / n the share of items
+    the two models disagree on correctness (METHOD.md: n = 64, d = 0.3 gives 0.19).
+
+    ``None`` when there are no items. With no discordant item d is taken as 1/n (one discordant
+    item): d = 0 would claim that any difference is detectable, when it only means the sample
+    showed none."""
+    from scipy.stats import norm
+
+    if n == 0:
+        return None
+    rate = max(discordant, 1) / n
+    return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * math.sqrt(rate / n))
 
 
 def deception(labels: np.ndarray, floor: np.ndarray, ceiling: np.ndarray, student: np.ndarray) -> dict:

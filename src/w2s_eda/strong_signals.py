@@ -1,5 +1,6 @@
 """The strong model's signals: explanations (for the facilitation function), zero-shot P(label 1)
-(read from the label words' logits, no generation) and debates (D).
+(read from the label words' logits, no generation), debates (D) and consultancies, sampled k times
+per item when asked, and the judge's verdict on each transcript.
 
 Each stage works on every item of every split, in a fixed order (weak_train, w2s_train, test),
 cut into chunks of ``generation.chunk_size`` items. Chunk k belongs to shard k mod n_shards, so a
@@ -12,6 +13,8 @@ labels only to score the strong model (zero-shot accuracy, judge accuracy) in th
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 from dataclasses import asdict
@@ -21,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .data.splits import SPLITS
+from .errors import ConfigError
 from .generation import GenerationSettings, make_engine, render_chat, run_chunked
 from .io import atomic_path, fingerprint, read_json, write_json
 from .models import MODEL_MANIFEST
@@ -208,7 +212,21 @@ def zero_shot(
     return stats
 
 
-# --- debate ------------------------------------------------------------------------------------
+# --- debate and consultancy ---------------------------------------------------------------------
+#
+# A debate stage runs k = debate.n_samples independent debates per item (Lang et al. 2025 give
+# each debate of their debate ensemble its own sampling seed). The units of work are (sample, item)
+# pairs, sample-major: unit u is item u mod n of sample u // n. Each turn samples with its own seed,
+# derived from (study seed, protocol family, sample, round, debater, item id), so a transcript does
+# not depend on how items were batched, chunked or sharded, and one more sample reuses the others.
+# Consultancy (Khan et al. 2024; Lang et al.'s ablation) is the same stage with one strong model
+# arguing an assigned side and nobody answering it.
+
+
+def derived_seed(*parts) -> int:
+    """A 63-bit seed from any values (stable across runs, processes and machines)."""
+    digest = hashlib.sha256(json.dumps([str(part) for part in parts]).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def side_of(debater: int) -> int:
@@ -216,17 +234,43 @@ def side_of(debater: int) -> int:
     return 1 - debater % 2
 
 
+def consultant_side(seed: int, item_id: str, sample: int) -> int:
+    """The side the consultant argues: a seeded coin per item, alternating over its samples, so
+    sides are balanced over items (and within an item over an even number of samples) by label
+    value and never chosen from the gold label or correctness."""
+    return (derived_seed(seed, "consultant side", item_id) + sample) % 2
+
+
+def speakers(debate: dict) -> int:
+    """Turns per round: one consultant, or n_debaters debaters."""
+    return 1 if debate["protocol"] == "consultancy" else debate["n_debaters"]
+
+
+def turn_side(debate: dict, seed: int, item_id: str, sample: int, debater: int) -> int:
+    if debate["protocol"] == "consultancy":
+        return consultant_side(seed, item_id, sample)
+    return side_of(debater)
+
+
+def samples_debates(debate: dict, generation: dict) -> bool:
+    """Debates sample when the debate says so; by default when k > 1 (k greedy debates would be one
+    debate k times) or when all generation samples."""
+    if debate["do_sample"] is not None:
+        return debate["do_sample"]
+    return debate["n_samples"] > 1 or generation["do_sample"]
+
+
 def format_transcript(turns: list[dict], label_names) -> str:
     return "\n".join(
-        f'Debater {t["debater"] + 1} (argues "{label_names[t["side"]]}"), round {t["round"]}: '
-        f'{t["text"].strip()}'
+        f'{"Consultant" if t.get("consultant") else "Debater " + str(t["debater"] + 1)} '
+        f'(argues "{label_names[t["side"]]}"), round {t["round"]}: {t["text"].strip()}'
         for t in turns
     )
 
 
-def debate_prompt(debate: dict, fields: dict, turns: list[dict], debater: int, label_names) -> str:
-    """The user turn of one debater: the opening when it has seen no argument, else a rebuttal."""
-    side = side_of(debater)
+def debate_prompt(debate: dict, fields: dict, turns: list[dict], side: int, label_names) -> str:
+    """The user turn of one speaker arguing ``side``: the opening when it has seen no argument,
+    else a rebuttal."""
     values = {
         **fields,
         "side": label_names[side],
@@ -239,7 +283,7 @@ def debate_prompt(debate: dict, fields: dict, turns: list[dict], debater: int, l
 
 
 def visible_turns(turns: list[dict], round_number: int, debater: int, protocol: str) -> list[dict]:
-    """What a debater sees: earlier rounds, plus (sequential) earlier debaters of this round."""
+    """What a speaker sees: earlier rounds, plus (sequential) earlier debaters of this round."""
     if protocol == "sequential":
         return [t for t in turns if t["round"] < round_number or t["debater"] < debater]
     return [t for t in turns if t["round"] < round_number]
@@ -259,52 +303,76 @@ def debate_round_shard(
     shard: int,
     output: str,
 ) -> None:
-    """One round for one shard's items; the output holds every turn up to this round."""
+    """One round for one shard's (sample, item) units; the output holds every turn up to this
+    round, one row per unit."""
     items = read_items(split_paths)
     info = read_json(dataset_manifest)
     names = info["label_names"]
     engine = make_engine(model_dir, generation["backend"], device, generation["dtype"])
     identity = model_identity(model_dir, engine)
-    settings = settings_for(generation, seed, debate["max_new_tokens"])
+    settings = dataclasses.replace(settings_for(generation, seed, debate["max_new_tokens"]),
+                                   do_sample=samples_debates(debate, generation))
+    n_items, protocol = len(items), debate["protocol"]
+    n_units = n_items * debate["n_samples"]
     turns: dict[int, list[dict]] = {}
     if previous:
         earlier = pd.read_parquet(previous)
         turns = {int(p): json.loads(t) for p, t in zip(earlier.position, earlier.turns)}
     fields = {}
 
-    for debater in range(debate["n_debaters"]):
+    def unit(u):
+        """(item index, sample) of unit u."""
+        return u % n_items, u // n_items
 
-        def prompt(i, debater=debater):
+    for debater in range(speakers(debate)):
+
+        def side(u, debater=debater):
+            i, sample = unit(u)
+            return turn_side(debate, seed, items.id[i], sample, debater)
+
+        def prompt(u, debater=debater):
+            i, _ = unit(u)
             if i not in fields:
                 fields[i] = item_fields(items.text[i], info)
-            seen = visible_turns(turns.get(i, []), round_number, debater, debate["protocol"])
-            return render_chat(engine.tokenizer, debate_prompt(debate, fields[i], seen, debater, names))
+            seen = visible_turns(turns.get(u, []), round_number, debater, protocol)
+            return render_chat(engine.tokenizer,
+                               debate_prompt(debate, fields[i], seen, side(u), names))
+
+        def turn_seed(u, debater=debater):
+            i, sample = unit(u)
+            family = "consultancy" if protocol == "consultancy" else "debate"
+            return derived_seed(seed, family, sample, round_number, debater, items.id[i])
 
         def compute(indices, debater=debater):
-            completions = engine.generate([prompt(i) for i in indices], settings)
+            completions = engine.generate([prompt(u) for u in indices], settings,
+                                          seeds=[turn_seed(u) for u in indices])
             return [{"text": c.text, "n_new_tokens": c.n_new_tokens, "seconds": c.seconds}
                     for c in completions]
 
         def key(indices):
-            return fingerprint(identity, asdict(settings), [(items.id[i], prompt(i)) for i in indices])
+            return fingerprint(identity, asdict(settings),
+                               [(items.id[unit(u)[0]], prompt(u), turn_seed(u)) for u in indices])
 
+        speaker = "consultant" if protocol == "consultancy" else f"debater {debater + 1}"
         records, _ = run_chunked(
-            compute, len(items), Path(work_dir) / f"debater{debater + 1}",
+            compute, n_units, Path(work_dir) / f"debater{debater + 1}",
             generation["chunk_size"], key, shard=(shard, debate["n_shards"]),
-            desc=f"debate round {round_number} debater {debater + 1} shard {shard + 1}",
+            desc=f"{protocol} round {round_number} {speaker} shard {shard + 1}",
         )
-        for i, record in records.items():
-            turns.setdefault(i, []).append({
-                "round": round_number, "debater": debater, "side": side_of(debater),
-                "text": record["text"], "tokens": record["n_new_tokens"],
-                "seconds": record["seconds"],
-            })
-    owned = sorted(i for i in turns if any(t["round"] == round_number for t in turns[i]))
+        for u, record in records.items():
+            turn = {"round": round_number, "debater": debater, "side": side(u),
+                    "text": record["text"], "tokens": record["n_new_tokens"],
+                    "seconds": record["seconds"]}
+            if protocol == "consultancy":
+                turn["consultant"] = True
+            turns.setdefault(u, []).append(turn)
+    owned = sorted(u for u in turns if any(t["round"] == round_number for t in turns[u]))
     frame = pd.DataFrame({
         "position": owned,
-        "id": [items.id[i] for i in owned],
-        "split": [items.split[i] for i in owned],
-        "turns": [json.dumps(turns[i]) for i in owned],
+        "id": [items.id[unit(u)[0]] for u in owned],
+        "split": [items.split[unit(u)[0]] for u in owned],
+        "sample": [unit(u)[1] for u in owned],
+        "turns": [json.dumps(turns[u]) for u in owned],
     })
     frame["model"] = identity["name"]
     frame["dtype"] = identity["dtype"]
@@ -316,7 +384,6 @@ def gather_debate(
     split_paths: dict[str, str],
     dataset_manifest: str,
     model_dir: str,
-    judge_model_dir: str | None,
     debate: dict,
     generation: dict,
     seed: int,
@@ -324,55 +391,47 @@ def gather_debate(
     output: str,
     stats_path: str,
 ) -> dict:
+    """Every (sample, item) transcript in one file, with the side-drift scoring and the stats."""
     frame = _gather(shard_paths)
     info = read_json(dataset_manifest)
     names = info["label_names"]
-    texts = read_items(split_paths)["text"]
+    texts = read_items(split_paths).set_index("id")["text"]
     all_turns = [json.loads(t) for t in frame.turns]
     transcripts = [format_transcript(t, names) for t in all_turns]
-    labels = read_labels(split_paths)
-    stats: dict = {"n_items": len(frame), "protocol": debate["protocol"],
-                   "n_debaters": debate["n_debaters"], "n_rounds": debate["n_rounds"], "rounds": {}}
-    judge_p = [None] * len(frame)
-    needs_model = debate["judge"]["enabled"] or debate["drift_sample"] > 0
-    engine = make_engine(model_dir, generation["backend"], device, generation["dtype"]) if needs_model else None
+    stats: dict = {"n_items": int(frame.id.nunique()), "n_samples": debate["n_samples"],
+                   "sampled": samples_debates(debate, generation), "protocol": debate["protocol"],
+                   "speakers": speakers(debate), "n_rounds": debate["n_rounds"], "rounds": {}}
+    if debate["n_samples"] > 1:
+        distinct = pd.Series(transcripts).groupby(frame.id.to_numpy()).nunique()
+        stats["items_with_distinct_samples"] = float((distinct == debate["n_samples"]).mean())
+    engine = None
+    if debate["drift_sample"] > 0:
+        engine = make_engine(model_dir, generation["backend"], device, generation["dtype"])
     rng = np.random.default_rng(seed)
     for round_number in range(1, debate["n_rounds"] + 1):
-        round_turns = [(i, t) for i, turns in enumerate(all_turns) for t in turns
+        round_turns = [(frame.id[u], t) for u, turns in enumerate(all_turns) for t in turns
                        if t["round"] == round_number]
         round_stats = {"argument_tokens": _token_stats([t["tokens"] for _, t in round_turns]),
                        "tokens_per_second": sum(t["tokens"] for _, t in round_turns)
                        / max(1e-9, sum(t["seconds"] for _, t in round_turns))}
-        if debate["drift_sample"] > 0:
+        if engine is not None:
             picked = rng.permutation(len(round_turns))[: debate["drift_sample"]]
             sample = [round_turns[k] for k in sorted(picked)]
             prompts = [
                 render_chat(engine.tokenizer, debate["drift_template"].format(
-                    argument=t["text"].strip(), **item_fields(texts[i], info)))
-                for i, t in sample
+                    argument=t["text"].strip(), **item_fields(texts[item], info)))
+                for item, t in sample
             ]
             p_label1 = engine.label_probabilities(prompts, names, batch_size=generation["batch_size"])
             drifted = [(p > 0.5) != bool(t["side"]) for (_, t), p in zip(sample, p_label1)]
             round_stats["side_drift_rate"] = float(np.mean(drifted))
             round_stats["side_drift_scored"] = len(sample)
         stats["rounds"][str(round_number)] = round_stats
-    if debate["judge"]["enabled"]:
-        judge = engine
-        if judge_model_dir and judge_model_dir != model_dir:
-            judge = make_engine(judge_model_dir, generation["backend"], device, generation["dtype"])
-        prompts = [
-            render_chat(judge.tokenizer, debate["judge"]["template"].format(
-                transcript=transcript, **item_fields(text, info)))
-            for text, transcript in zip(texts, transcripts)
-        ]
-        judge_p = judge.label_probabilities(prompts, names, batch_size=generation["batch_size"])
-        stats["judge"] = _scores(labels, np.asarray(judge_p), frame.split)
     result = pd.DataFrame({
-        "id": frame.id, "split": frame.split,
+        "id": frame.id, "split": frame.split, "sample": frame["sample"],
         "turns": [[{k: t[k] for k in ("round", "debater", "side", "text", "tokens")} for t in turns]
                   for turns in all_turns],
         "transcript": transcripts,
-        "judge_p_label1": judge_p,
         "model": frame.model, "dtype": frame.dtype,
     })
     result["protocol"] = debate["protocol"]
@@ -380,5 +439,65 @@ def gather_debate(
     result["seed"] = seed
     write_frame(output, result)
     write_json(stats_path, stats)
-    log.info("debates: %s", json.dumps(stats))
+    log.info("%s transcripts: %s", debate["protocol"], json.dumps(stats))
+    return stats
+
+
+# --- the judge ---------------------------------------------------------------------------------
+
+
+def judge_transcripts(
+    transcripts_path: str,
+    split_paths: dict[str, str],
+    dataset_manifest: str,
+    judge_model_dir: str,
+    template: str,
+    generation: dict,
+    device: str,
+    output: str,
+    stats_path: str,
+) -> dict:
+    """The judge's P(label 1) for every transcript (every sample of every item), read from the
+    label words' logits after the transcript, and its verdict as text for arms that read it. The
+    judge may be the strong model, another model, or the weak model itself (a weak judge of strong
+    debaters: the scalable-oversight setting); it must be a causal LM. Labels are read afterwards,
+    for the stats only."""
+    manifest = read_json(Path(judge_model_dir) / MODEL_MANIFEST)
+    if manifest.get("kind") != "causal":
+        raise ConfigError(
+            f"config key 'debate.judge.model': the judge '{manifest['name']}' is an "
+            f"{manifest.get('kind', 'unknown')} model; a judge reads P(label) from the next-token "
+            "logits of a causal LM"
+        )
+    frame = pd.read_parquet(transcripts_path, columns=["id", "split", "sample", "transcript"])
+    info = read_json(dataset_manifest)
+    names = info["label_names"]
+    texts = read_items(split_paths).set_index("id")["text"]
+    engine = make_engine(judge_model_dir, generation["backend"], device, generation["dtype"])
+    prompts = [
+        render_chat(engine.tokenizer, template.format(transcript=transcript,
+                                                       **item_fields(texts[item], info)))
+        for item, transcript in zip(frame.id, frame.transcript)
+    ]
+    p_label1 = np.asarray(engine.label_probabilities(prompts, names,
+                                                     batch_size=generation["batch_size"]))
+    result = frame[["id", "split", "sample"]].copy()
+    result["p_label1"] = p_label1
+    result["verdict"] = [f"{names[int(p > 0.5)]} (P({names[1]}) = {p:.2f})" for p in p_label1]
+    result["model"] = manifest["name"]
+    result["template_sha256"] = template_hash(template)
+    write_frame(output, result)
+    labels = pd.Series(read_labels(split_paths), index=read_items(split_paths)["id"])
+    first = result["sample"] == 0
+    mean_p = result.groupby("id", sort=False)["p_label1"].mean()
+    per_item = result[first].set_index("id")["split"]
+    stats = {
+        "judge": manifest["name"], "n_transcripts": len(result),
+        "first_sample": _scores(labels[result.id[first]].to_numpy(), p_label1[first.to_numpy()],
+                                result.split[first].reset_index(drop=True)),
+        "mean_over_samples": _scores(labels[mean_p.index].to_numpy(), mean_p.to_numpy(),
+                                     per_item[mean_p.index].reset_index(drop=True)),
+    }
+    write_json(stats_path, stats)
+    log.info("judge: %s", json.dumps(stats))
     return stats

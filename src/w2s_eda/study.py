@@ -6,9 +6,10 @@ compute lives here and is unit-tested without Snakemake (tests/test_study.py).
 - **Records.** A ``Cell`` is one weak-to-strong comparison (dataset, seed, weak, strong); an
   ``Arm`` says what the weak model reads (``context``) and learns from (``targets``).
 - **Demand.** Each arm needs some of the strong model's *signals*: ``explanations`` (generated
-  text), ``zero_shot`` (P(label 1) from the label words' logits, no generation) and ``debates``
-  (rounds of generated arguments, then the judge and drift scoring). A signal is computed only if
-  some selected arm reads it; ``[baseline]`` generates nothing.
+  text), ``zero_shot`` (P(label 1) from the label words' logits, no generation), ``debates`` and
+  ``consultancy`` (rounds of generated arguments, ``debate.n_samples`` per item, then drift
+  scoring) and ``judge`` (a judge's P(label 1) on each debate). A signal is computed only if some
+  selected arm or control reads it; ``[baseline]`` without controls generates nothing.
 - **Sharing.** An arm that reads no signal (its context is the item alone and it learns from gold)
   does not depend on the strong model: its weak model, and the weak features of the item alone,
   are computed once per (dataset, seed, weak) and shared by every strong model it is paired with.
@@ -29,10 +30,18 @@ from .data.registry import DATASETS, known_dataset_names
 from .data.splits import SPLITS
 from .errors import ConfigError, DatasetError
 from .models import check_model_spec
+
+# Packaged models that are encoders (no next-token logits: they cannot judge).
+ENCODER_PACKAGES = ("all-minilm-l6-v2",)
 from .prep import hub_revision, load_pools
 from .prompts import check_templates
 
-SIGNALS = ("explanations", "zero_shot", "debates")
+SIGNALS = ("explanations", "zero_shot", "debates", "consultancy", "judge")
+# The signal each context part reads.
+PART_SIGNALS = {"explanation": "explanations", "debate": "debates", "consultancy": "consultancy",
+                "judge": "judge"}
+# The transcript signals a judge reads.
+JUDGED = ("debates", "consultancy")
 
 _DATA = "results/{dataset}/seed{seed}/data"
 _STRONG = "results/{dataset}/seed{seed}/{strong}"
@@ -54,6 +63,12 @@ PATHS = {
     "debate_round": f"{_STRONG}/debate/round{{round}}/shard{{shard}}.parquet",
     "debates": f"{_STRONG}/debates.parquet",
     "debate_stats": f"{_STRONG}/debate_stats.json",
+    "consultancy_round": f"{_STRONG}/consultancy/round{{round}}/shard{{shard}}.parquet",
+    "consultancy": f"{_STRONG}/consultancy.parquet",
+    "consultancy_stats": f"{_STRONG}/consultancy_stats.json",
+    # The judge of the debates (kind `debates`) or consultancies, by the judge model's name.
+    "judge": f"{_STRONG}/judge/{{judge}}/{{kind}}.parquet",
+    "judge_stats": f"{_STRONG}/judge/{{judge}}/{{kind}}_stats.json",
     "weak_features_shared": f"{_WEAK_SHARED}/features/{{context}}.npz",
     "weak_features_strong": f"{_WEAK_STRONG}/features/{{context}}.npz",
     **{f"weak_{name}_{scope}": f"{root}/{{arm}}/{name}.{ext}"
@@ -63,6 +78,9 @@ PATHS = {
     "strong_features": f"{_STRONG}/features/item.npz",
     "ceiling_test_predictions": f"{_STRONG}/ceiling/test_predictions.parquet",
     "ceiling_metrics": f"{_STRONG}/ceiling/metrics.json",
+    # The self-distillation control: the strong model trained on its own zero-shot labels.
+    "self_distill_test_predictions": f"{_STRONG}/self_distill/{{loss}}/test_predictions.parquet",
+    "self_distill_metrics": f"{_STRONG}/self_distill/{{loss}}/metrics.json",
     "student_test_predictions": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/test_predictions.parquet",
     "student_metrics": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/metrics.json",
     "cell_table_json": f"{_STRONG}/w2s/{{weak}}/align.json",
@@ -76,6 +94,7 @@ ANALYSIS_OUTPUTS = {
     "ladder": "results/plots/accuracy_ladder.png", "pgr_plot": "results/plots/pgr.png",
     "deception_plot": "results/plots/deception.png",
     "debate_plot": "results/plots/debate_rounds.png",
+    "arms_table": "results/plots/arms_table.png",
 }
 
 # The analysis outputs shown in `snakemake --report`: caption file (workflow/report/), category,
@@ -87,6 +106,7 @@ REPORTED = {
     "pgr_plot": ("pgr.rst", "2. Plots", {"figure": "PGR per arm"}),
     "deception_plot": ("deception.rst", "2. Plots", {"figure": "deception regions"}),
     "debate_plot": ("debate_rounds.rst", "2. Plots", {"figure": "debate rounds"}),
+    "arms_table": ("arms_table.rst", "1. Results", {"table": "arms (Lang et al. layout)"}),
 }
 
 # Folder names beside models' and arms' folders: no model or arm may take them.
@@ -103,19 +123,30 @@ def path(name: str, **values) -> str:
 
 @dataclass(frozen=True)
 class Arm:
-    """What the weak model reads (the item plus ``context``) and learns from (``targets``)."""
+    """What the weak model reads (the item plus ``context``), learns from (``targets``), and how
+    many weak models it averages (``members``; ``vary`` says what differs between them)."""
 
     name: str
     context: tuple[str, ...]
     targets: str
+    members: int = 1
+    vary: str = "seed"
 
     @property
     def signals(self) -> frozenset[str]:
-        needed = {"explanation": "explanations", "debate": "debates"}
-        found = {needed[part] for part in self.context}
+        found = {PART_SIGNALS[part] for part in self.context}
         if self.targets == "strong_zero_shot":
             found.add("zero_shot")
+        if self.targets == "judge":
+            found.add("judge")
+        if "judge" in found:
+            found.add("debates")
         return frozenset(found)
+
+    @property
+    def transcripts(self) -> int:
+        """Debate samples the arm reads: one per member with ``vary: transcript``, else one."""
+        return self.members if self.vary == "transcript" else 1
 
     @property
     def shared(self) -> bool:
@@ -127,7 +158,8 @@ class Arm:
         return context_key(list(self.context))
 
     def spec(self) -> dict:
-        return {"context": list(self.context), "targets": self.targets}
+        return {"context": list(self.context), "targets": self.targets,
+                "ensemble": {"members": self.members, "vary": self.vary}}
 
 
 @dataclass(frozen=True)
@@ -213,12 +245,21 @@ def _check_models(config: dict) -> None:
                     f"config key 'pairs[{index}].{role}': unknown model '{pair[role]}'; "
                     f"models defined under 'models': {', '.join(config['models'])}"
                 )
-    judge = config["debate"]["judge"]
-    if "model" in judge and judge["model"] not in config["models"]:
+    judge = config["debate"]["judge"].get("model")
+    if judge is not None and judge != "weak" and judge not in config["models"]:
         raise ConfigError(
-            f"config key 'debate.judge.model': unknown model '{judge['model']}'; "
-            f"models defined under 'models': {', '.join(config['models'])}"
+            f"config key 'debate.judge.model': unknown model '{judge}'; "
+            f"models defined under 'models': {', '.join(config['models'])}, or 'weak'"
         )
+    judges = ({pair["weak"] for pair in config["pairs"]} if judge == "weak"
+              else {judge} if judge else set())
+    for name in sorted(judges):
+        if config["models"][name].get("packaged") in ENCODER_PACKAGES:
+            raise ConfigError(
+                f"config key 'debate.judge.model': the judge '{name}' is an encoder; a judge reads "
+                "P(label) from the next-token logits of a causal LM (a weak judge needs a causal "
+                "weak model, e.g. Qwen2.5-0.5B)"
+            )
 
 
 def check_local_data(config: dict) -> None:
@@ -246,9 +287,11 @@ class Study:
         self.config = config
         specs = all_arms(config)
         self.arms: dict[str, Arm] = {
-            name: Arm(name, tuple(specs[name]["context"]), specs[name]["targets"])
+            name: Arm(name, tuple(specs[name]["context"]), specs[name]["targets"],
+                      specs[name]["ensemble"]["members"], specs[name]["ensemble"]["vary"])
             for name in config["align"]["arms"]
         }
+        self.controls: list[str] = list(config["align"]["controls"])
         self.losses: list[str] = list(config["train"]["strong"]["losses"])
         self.cells = [
             Cell(dataset, seed, pair["weak"], pair["strong"])
@@ -261,8 +304,34 @@ class Study:
 
     @property
     def signals(self) -> frozenset[str]:
-        """The strong model's signals some selected arm reads."""
-        return frozenset().union(*(arm.signals for arm in self.arms.values()))
+        """The strong model's signals some selected arm or control reads; the judge also when
+        ``debate.judge.enabled`` asks for its accuracy on the transcripts the study has."""
+        found = set().union(*(arm.signals for arm in self.arms.values()))
+        if self.controls:
+            found.add("zero_shot")
+        if self.config["debate"]["judge"]["enabled"] and found & set(JUDGED):
+            found.add("judge")
+        return frozenset(found)
+
+    def judged(self) -> list[str]:
+        """The transcript signals the judge reads: the debates an arm's judge reads, and with
+        ``judge.enabled`` every transcript signal of the study (for its accuracy)."""
+        if not self.needs("judge"):
+            return []
+        return [kind for kind in JUDGED if self.needs(kind)]
+
+    def judge_name(self, w: Mapping) -> str:
+        """The judge's model name for a job's cell: the strong model unless ``debate.judge.model``
+        names one, ``weak`` being the cell's weak model."""
+        judge = self.config["debate"]["judge"].get("model")
+        return {None: w["strong"], "weak": w.get("weak")}.get(judge, judge)
+
+    def judge_names(self) -> list[str]:
+        return list(dict.fromkeys(self.judge_name(cell.values()) for cell in self.cells))
+
+    def feature_samples(self, layout: str) -> int:
+        """Debate samples the features of a layout hold: the most any arm of that layout reads."""
+        return max([arm.transcripts for arm in self.arms.values() if arm.layout == layout] or [1])
 
     def needs(self, signal: str) -> bool:
         if signal not in SIGNALS:
@@ -337,7 +406,12 @@ class Study:
             return {k: v for k, v in c["debate"].items()
                     if k not in ("n_rounds", "judge", "drift_sample", "drift_template")}
         if stage == "debate":
-            return dict(c["debate"])
+            return {k: v for k, v in c["debate"].items() if k != "judge"}
+        if stage in ("consultancy_round", "consultancy"):  # one speaker per round, no opponent
+            base = self.settings(stage.replace("consultancy", "debate"))
+            return {**base, "protocol": "consultancy", "n_debaters": 1}
+        if stage == "judge":
+            return {"template": c["debate"]["judge"]["template"]}
         if stage in ("weak_features", "strong_features"):  # not lr or epochs
             train = c["train"][stage.split("_")[0]]
             return {key: train[key] for key in ("layer", "max_length", "batch_size")}
@@ -383,31 +457,46 @@ class Study:
         return [path("explain_shard", **_strong(w), shard=shard)
                 for shard in range(self.config["explain"]["n_shards"])]
 
-    def debate_round_inputs(self, w: Mapping) -> dict[str, str]:
-        files = self.strong_stage_inputs(w)
-        if int(w["round"]) > 1:
-            files["previous"] = path("debate_round", **_strong(w), round=int(w["round"]) - 1,
-                                     shard=w["shard"])
-        return files
+    def round_inputs(self, kind: str):
+        """The input function of a debate (``debates``) or consultancy round job: its stage
+        inputs and, after round 1, the shard's previous round."""
+        template = "debate_round" if kind == "debates" else "consultancy_round"
 
-    def debate_inputs(self, w: Mapping) -> dict:
+        def inputs(w: Mapping) -> dict[str, str]:
+            files = self.strong_stage_inputs(w)
+            if int(w["round"]) > 1:
+                files["previous"] = path(template, **_strong(w), round=int(w["round"]) - 1,
+                                         shard=w["shard"])
+            return files
+
+        return inputs
+
+    def gather_inputs(self, kind: str):
+        """The input function of a debate or consultancy gather job: the last round's shards."""
+        template = "debate_round" if kind == "debates" else "consultancy_round"
         debate = self.config["debate"]
-        files = self.strong_stage_inputs(w)
-        files["shards"] = [path("debate_round", **_strong(w), round=debate["n_rounds"], shard=shard)
-                           for shard in range(debate["n_shards"])]
-        if debate["judge"]["enabled"] and "model" in debate["judge"]:
-            files["judge_model"] = path("model", model=debate["judge"]["model"])
-        return files
 
-    def judge_model_dir(self, w: Mapping) -> str | None:
-        """The judge's model folder when it is not the strong model itself."""
-        judge = self.config["debate"]["judge"]
-        return self.model_dir(judge["model"]) if judge["enabled"] and "model" in judge else None
+        def inputs(w: Mapping) -> dict:
+            files = self.strong_stage_inputs(w)
+            files["shards"] = [path(template, **_strong(w), round=debate["n_rounds"], shard=shard)
+                               for shard in range(debate["n_shards"])]
+            return files
+
+        return inputs
+
+    def judge_inputs(self, w: Mapping) -> dict[str, str]:
+        return {**self.splits(w), "manifest": path("manifest", dataset=w["dataset"], seed=w["seed"]),
+                "transcripts": path(w["kind"], **_strong(w)),
+                "model": path("model", model=w["judge"])}
 
     def signal_files(self, w: Mapping, signals) -> dict[str, str]:
-        """The files of the strong model's signals ``signals`` for the job's (dataset, seed,
-        strong)."""
-        return {signal: path(signal, **_strong(w)) for signal in SIGNALS if signal in signals}
+        """The files of the strong model's signals ``signals`` for the job's cell; the judge's is
+        its verdicts on the debates."""
+        files = {signal: path(signal, **_strong(w)) for signal in SIGNALS
+                 if signal in signals and signal != "judge"}
+        if "judge" in signals:
+            files["judge"] = path("judge", **_strong(w), judge=self.judge_name(w), kind="debates")
+        return files
 
     def weak_feature_path(self, w: Mapping, arm: Arm) -> str:
         """Features depend on the layout only: the item alone is shared, whatever the targets."""
@@ -425,9 +514,7 @@ class Study:
 
     def weak_feature_inputs(self, w: Mapping) -> dict[str, str]:
         files = {**self.splits(w), "model": path("model", model=w["weak"])}
-        parts = parts_of(w["context"])
-        files.update(self.signal_files(w, {"explanations" if p == "explanation" else "debates"
-                                           for p in parts}))
+        files.update(self.signal_files(w, {PART_SIGNALS[p] for p in parts_of(w["context"])}))
         return files
 
     def train_weak_inputs(self, w: Mapping) -> dict[str, str]:
@@ -435,9 +522,11 @@ class Study:
         files = {**self.splits(w), "model": path("model", model=w["weak"])}
         if self.config["train"]["weak"]["mode"] == "probe":
             files["features"] = self.weak_feature_path(w, arm)
-            files.update(self.signal_files(w, arm.signals & {"zero_shot"}))
+            targets = {"strong_zero_shot": {"zero_shot"}, "judge": {"judge"}}.get(arm.targets, set())
+            files.update(self.signal_files(w, targets))
         else:
-            files.update(self.signal_files(w, arm.signals))
+            files.update(self.signal_files(w, {PART_SIGNALS[p] for p in arm.context}
+                                           | (arm.signals & {"zero_shot", "judge"})))
         return files
 
     def strong_feature_inputs(self, w: Mapping) -> dict[str, str]:
@@ -451,6 +540,10 @@ class Study:
             files["soft_labels"] = self.weak_output(w, w["arm"], "soft_labels")
         return files
 
+    def self_distill_inputs(self, w: Mapping) -> dict[str, str]:
+        """The self-distillation control learns the strong model's zero-shot P(label 1)."""
+        return {**self.train_strong_inputs(w), "soft_labels": path("zero_shot", **_strong(w))}
+
     def cell_files(self, w: Mapping) -> dict:
         """One cell's files by role: the ceiling, each arm's weak model and each arm × loss
         student. ``kind`` is ``metrics`` (the per-cell table) or ``test_predictions``."""
@@ -460,6 +553,9 @@ class Study:
             "students": {arm: {loss: path(f"student_{kind}", **_strong(w), weak=w["weak"], arm=arm,
                                           loss=loss) for loss in self.losses}
                          for arm in self.arms},
+            "controls": ({"self_distill": {loss: path(f"self_distill_{kind}", **_strong(w), loss=loss)
+                                           for loss in self.losses}}
+                         if "self_distill" in self.controls else {}),
         } for kind in ("metrics", "test_predictions")}
 
     def analysis_cells(self) -> list[dict]:
@@ -467,16 +563,24 @@ class Study:
         cells = []
         for cell in self.cells:
             files = self.cell_files(cell.values())["test_predictions"]
-            entry = {**cell.values(), "ceiling_predictions": files["ceiling"],
-                     "weak_predictions": files["weak"], "student_predictions": files["students"]}
+            values = cell.values()
+            entry = {**values, "ceiling_predictions": files["ceiling"],
+                     "weak_predictions": files["weak"], "student_predictions": files["students"],
+                     "control_predictions": files["controls"],
+                     "zero_shot": (path("zero_shot", **_strong(values))
+                                   if "strong_zero_shot" in self.controls else None),
+                     "judge": {kind: path("judge", **_strong(values), judge=self.judge_name(values),
+                                          kind=kind) for kind in self.judged()},
+                     "arms": {name: arm.spec() for name, arm in self.arms.items()}}
             if self.needs("debates"):
-                entry["debate_stats"] = path("debate_stats", **_strong(cell.values()))
+                entry["debate_stats"] = path("debate_stats", **_strong(values))
             cells.append(entry)
         return cells
 
     def analysis_files(self) -> list[str]:
         return [file for cell in self.analysis_cells()
-                for file in flat_files({k: v for k, v in cell.items() if k not in CELL_KEYS})]
+                for file in flat_files({k: v for k, v in cell.items()
+                                        if k not in CELL_KEYS and k != "arms" and v is not None})]
 
 
 CELL_KEYS = ("dataset", "seed", "weak", "strong")

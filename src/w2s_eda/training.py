@@ -1,7 +1,8 @@
 """Training a classifier head (and optionally the backbone) on hard or soft labels.
 
 The architecture follows openai/weak-to-strong: a linear head with no bias, initialised to zero,
-on pooled features (see features.py), with two logits. Three modes:
+on pooled features (see features.py), with two logits. Members of a weak ensemble start instead
+from a small seeded random head (``init_std``; align.py says why). Three modes:
 
 - ``probe``: the backbone is frozen and its features are computed once (cached by a rule); only
   the head trains. Features are standardised with the training split's mean and std.
@@ -90,13 +91,24 @@ class TrainSettings:
 # --- the head and the models it sits on ---------------------------------------------------------
 
 
-class LinearHead(nn.Module):
-    """Two logits from features: no bias, zero-initialised (openai/weak-to-strong)."""
+# The std of a weak ensemble member's random head: on standardised features its logits start with
+# a std of about 0.01 * sqrt(hidden size) (0.2 for MiniLM's 384), so P(label 1) near 1/2.
+MEMBER_INIT_STD = 0.01
 
-    def __init__(self, hidden_size: int):
+
+class LinearHead(nn.Module):
+    """Two logits from features: no bias, zero-initialised (openai/weak-to-strong), or drawn from
+    N(0, ``init_std``^2) with a generator seeded by ``seed`` when ``init_std`` > 0."""
+
+    def __init__(self, hidden_size: int, init_std: float = 0.0, seed: int = 0):
         super().__init__()
         self.linear = nn.Linear(hidden_size, 2, bias=False)
-        nn.init.zeros_(self.linear.weight)
+        if init_std > 0:
+            generator = torch.Generator().manual_seed(seed)
+            with torch.no_grad():
+                self.linear.weight.normal_(0.0, init_std, generator=generator)
+        else:
+            nn.init.zeros_(self.linear.weight)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear(features.to(self.linear.weight.dtype))
@@ -105,11 +117,11 @@ class LinearHead(nn.Module):
 class ProbeClassifier(nn.Module):
     """The head on cached features, standardised with the training split's statistics."""
 
-    def __init__(self, train_features: torch.Tensor):
+    def __init__(self, train_features: torch.Tensor, init_std: float = 0.0, seed: int = 0):
         super().__init__()
         self.register_buffer("mean", train_features.mean(dim=0))
         self.register_buffer("std", train_features.std(dim=0).clamp(min=1e-6))
-        self.head = LinearHead(train_features.shape[1])
+        self.head = LinearHead(train_features.shape[1], init_std, seed)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.head((features - self.mean) / self.std)
@@ -118,10 +130,10 @@ class ProbeClassifier(nn.Module):
 class TextClassifier(nn.Module):
     """The head on a (LoRA-adapted or fully trained) backbone reading token ids."""
 
-    def __init__(self, backbone: nn.Module, hidden_size: int):
+    def __init__(self, backbone: nn.Module, hidden_size: int, init_std: float = 0.0, seed: int = 0):
         super().__init__()
         self.backbone = backbone
-        self.head = LinearHead(hidden_size)
+        self.head = LinearHead(hidden_size, init_std, seed)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(input_ids, attention_mask))

@@ -28,6 +28,7 @@ rule weak_features:
         splits=split_paths(),
         model_dir=model_dir("weak"),
         parts=lambda wildcards: STUDY.layout_parts(wildcards.context),
+        n_samples=lambda wildcards: STUDY.feature_samples(wildcards.context),
     script:
         "../scripts/weak_features.py"
 

@@ -45,7 +45,9 @@ wildcard_constraints:
     strong=_alternatives(STUDY.models("strong")),
     weak=_alternatives(STUDY.models("weak")),
     loss=_alternatives(STUDY.losses),
-    context=r"item(\+(explanation|debate))*",
+    context=r"item(\+(explanation|debate|consultancy|judge))*",
+    judge=_alternatives(STUDY.judge_names()),
+    kind="debates|consultancy",
     shard=r"\d+",
     round=r"\d+",
 

@@ -1,5 +1,6 @@
-# The strong model on w2s_train: the ceiling (gold labels) once per cell, shared by every arm, and
-# one W2S student per arm and loss (the weak model's soft labels). Then the cell's table.
+# The strong model on w2s_train: the ceiling (gold labels) once per cell, shared by every arm, one
+# W2S student per arm and loss (the weak model's soft labels), and the self-distillation control.
+# Then the cell's table.
 
 
 rule strong_features:
@@ -67,6 +68,29 @@ use rule train_ceiling as train_student with:
         arm=_alternatives(STUDY.arms),
     params:
         role="student",
+        loss=lambda wildcards: wildcards.loss,
+        train=settings("strong"),
+        device=config["device"],
+        dtype=config["dtype"],
+        splits=split_paths("w2s_train", "test"),
+        model_dir=model_dir("strong"),
+
+
+# The self-distillation control: the strong model learns its own zero-shot labels on w2s_train,
+# so a student's gain over it is more than the strong model teaching itself.
+use rule train_ceiling as train_self_distill with:
+    input:
+        unpack(STUDY.self_distill_inputs),
+    output:
+        test=PATHS["self_distill_test_predictions"],
+        metrics=PATHS["self_distill_metrics"],
+    log:
+        "results/logs/train_self_distill/{dataset}_seed{seed}_{strong}_{loss}.log",
+    benchmark:
+        "results/benchmarks/train_self_distill/{dataset}_seed{seed}_{strong}_{loss}.tsv"
+    params:
+        role="student",
+        arm="self_distill",
         loss=lambda wildcards: wildcards.loss,
         train=settings("strong"),
         device=config["device"],

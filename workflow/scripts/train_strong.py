@@ -18,7 +18,7 @@ run_stage(
         outputs=dict(snakemake.output.items()),
         features=snakemake.input.get("features"),
         soft_labels=snakemake.input.get("soft_labels"),
-        arm=snakemake.wildcards.get("arm"),
+        arm=snakemake.params.get("arm", snakemake.wildcards.get("arm")),
     ),
     job=snakemake,
 )

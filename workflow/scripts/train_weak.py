@@ -18,8 +18,10 @@ run_stage(
         outputs=dict(snakemake.output.items()),
         features=snakemake.input.get("features"),
         explanations=snakemake.input.get("explanations"),
-        zero_shot=snakemake.input.get("zero_shot"),
         debates=snakemake.input.get("debates"),
+        consultancy=snakemake.input.get("consultancy"),
+        judge=snakemake.input.get("judge"),
+        zero_shot=snakemake.input.get("zero_shot"),
     ),
     job=snakemake,
 )

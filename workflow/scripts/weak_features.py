@@ -17,6 +17,9 @@ run_stage(
         role="weak",
         explanations=snakemake.input.get("explanations"),
         debates=snakemake.input.get("debates"),
+        consultancy=snakemake.input.get("consultancy"),
+        judge=snakemake.input.get("judge"),
+        n_samples=snakemake.params.n_samples,
     ),
     job=snakemake,
 )
