@@ -84,10 +84,17 @@ def study_args(folder: Path, config: dict) -> list[str]:
     return ["-s", str(REPO / "Snakefile"), "-d", str(folder), "--configfile", str(path)]
 
 
+# The tiny study's arms: a custom arm, and Lang et al.'s debate science (ensembles, consultancy,
+# the judge as targets).
+TINY_ARMS = ["baseline", "eda", "debate_distill", "consultancy", "debate_ensemble",
+             "finetune_ensemble", "debate_judge"]
+
+
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory, prepared_models):
     """The whole workflow, every stage, on a 12-item study with W&B offline: run once, read by
-    the align, analysis, report and tracking tests. Returns (folder, result, config)."""
+    the align, debate-science, analysis, report and tracking tests. Returns (folder, result,
+    config)."""
     folder = tmp_path_factory.mktemp("tiny_study")
     data = folder / "items.jsonl"
     data.write_text("".join(json.dumps({"text": t, "label": int(t.startswith("Premise: Ann"))}) + "\n"
@@ -98,11 +105,16 @@ def tiny_study(tmp_path_factory, prepared_models):
         "splits": {"weak_train": 4, "w2s_train": 4, "test": 4},
         "datasets": {"toy": {"path": str(data)}},
         "explain": {"max_new_tokens": 4},
-        "debate": {"max_new_tokens": 4, "n_rounds": 1, "drift_sample": 0},
-        "align": {"arms": ["baseline", "eda", "debate_distill"],
-                  "custom_arms": {"debate_distill": {"context": ["debate"], "targets": "strong_zero_shot"}}},
+        # Sequential, four debaters, two sampled debates per item, the judge on every transcript.
+        "debate": {"max_new_tokens": 4, "n_rounds": 1, "drift_sample": 0, "protocol": "sequential",
+                   "n_debaters": 4, "n_samples": 2, "judge": {"enabled": True}},
+        "align": {"arms": TINY_ARMS, "custom_arms": {
+            "debate_distill": {"context": ["debate"], "targets": "strong_zero_shot"},
+            # Lang et al.'s ensembles with two members (two sampled debates)
+            "debate_ensemble": {"context": ["debate"], "ensemble": {"members": 2, "vary": "transcript"}},
+            "finetune_ensemble": {"context": ["debate"], "ensemble": {"members": 2, "vary": "seed"}}}},
         "train": {"weak": {"epochs": 3, "batch_size": 2},
-                  "strong": {"epochs": 3, "batch_size": 2, "losses": ["xent", "logconf", "product"]}},
+                  "strong": {"epochs": 3, "batch_size": 2, "losses": ["xent", "logconf"]}},
         "analysis": {"n_bootstrap": 200},
         "wandb": {"mode": "offline"},
     }

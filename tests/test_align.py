@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import TEXTS, run_snakemake, study_args
+from conftest import TEXTS, TINY_ARMS, run_snakemake, study_args
 from w2s_eda import align
 from w2s_eda.arms import encode_with_context, fit_to_budget, share_budget, special_affixes
 from w2s_eda.study import validate_config
@@ -362,14 +362,15 @@ def test_tiny_study_runs_every_align_stage_and_computes_features_once(tiny_study
     tmp_path, result, config = tiny_study
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
-    # the item alone (shared by strong models), then item+explanation+debate and item+debate
-    assert log.count("rule weak_features:") == 1 and log.count("rule weak_features_strong:") == 2
+    # the item alone (shared by strong models), then item+explanation+debate, item+debate (read
+    # by four arms, the ensembles included) and item+consultancy
+    assert log.count("rule weak_features:") == 1 and log.count("rule weak_features_strong:") == 3
     assert log.count("rule strong_features:") == 1 and log.count("rule train_ceiling:") == 1
-    assert log.count("rule train_student:") == 9
+    assert log.count("rule train_student:") == len(TINY_ARMS) * 2
     cell = tmp_path / "results/toy/seed0/smollm2-135m"
     summary = json.loads((cell / "w2s/minilm-l6/align.json").read_text())
     assert {(r["arm"], r["loss"]) for r in summary["rows"]} == {
-        (arm, loss) for arm in ("baseline", "eda", "debate_distill") for loss in ("xent", "logconf", "product")}
+        (arm, loss) for arm in TINY_ARMS for loss in ("xent", "logconf")}
     for row in summary["rows"]:
         assert 0 <= row["w2s_accuracy"] <= 1 and 0 <= row["weak_auroc"] <= 1
     assert summary["floor"]["n"] == 4 and "accuracy" in summary["ceiling"]
@@ -379,6 +380,6 @@ def test_tiny_study_runs_every_align_stage_and_computes_features_once(tiny_study
     student_log = (tmp_path / "results/logs/train_student/toy_seed0_smollm2-135m_minilm-l6_eda_logconf.log").read_text()
     assert "loss curve" in student_log and "loaded smollm2-135m" not in student_log
     table = (cell / "w2s/minilm-l6/align.md").read_text()
-    assert "| debate_distill | product |" in table and "strong ceiling: accuracy" in table
+    assert "| debate_distill | logconf |" in table and "strong ceiling: accuracy" in table
     again = run_snakemake("-n", *study_args(tmp_path, config))
     assert "Nothing to be done" in again.stdout + again.stderr

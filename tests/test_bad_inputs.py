@@ -85,7 +85,7 @@ CONFIG_CASES = {
     ),
     "unknown key in a section": (
         {"debate": {"n_round": 3}},
-        "unknown config key 'debate.n_round'; allowed here: drift_sample,",
+        "unknown config key 'debate.n_round'; allowed here: do_sample, drift_sample,",
     ),
     # 2. a wrong type
     "wrong type": (

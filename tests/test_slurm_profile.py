@@ -10,7 +10,7 @@ from conftest import REPO, run_snakemake
 
 GPU_RULES = {"explain_shard", "zero_shot", "debate_round", "debate", "weak_features",
              "weak_features_strong", "strong_features", "train_weak", "train_weak_strong",
-             "train_ceiling", "train_student"}
+             "train_ceiling", "train_student", "train_self_distill"}
 
 
 def _jobs(output: str) -> list[tuple[str, dict | None]]:

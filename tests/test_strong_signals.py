@@ -18,7 +18,14 @@ from w2s_eda.prompts import item_fields
 from w2s_eda import strong_signals
 from w2s_eda.generation import Completion
 from w2s_eda.models import MODEL_MANIFEST
-from w2s_eda.strong_signals import debate_prompt, format_transcript, read_items, visible_turns
+from w2s_eda.strong_signals import (
+    consultant_side,
+    debate_prompt,
+    format_transcript,
+    read_items,
+    side_of,
+    visible_turns,
+)
 
 TEXTS = [f"Premise: Ann knows that cat {i} sleeps. Hypothesis: Cat {i} sleeps." for i in range(12)]
 INFO = {"question": "Does the premise entail the hypothesis?",
@@ -183,8 +190,14 @@ def test_flipping_every_label_leaves_every_prompt_the_stages_send_byte_identical
 def test_debaters_argue_by_label_value_and_see_the_right_turns():
     config = validate_config({})["debate"]
     fields = item_fields(TEXTS[0], INFO)
-    assert '"entailment", not "non-entailment"' in debate_prompt(config, fields, [], 0, INFO["label_names"])
-    assert '"non-entailment", not "entailment"' in debate_prompt(config, fields, [], 1, INFO["label_names"])
+    names = INFO["label_names"]
+    assert [side_of(debater) for debater in range(4)] == [1, 0, 1, 0]
+    assert '"entailment", not "non-entailment"' in debate_prompt(config, fields, [], side_of(0), names)
+    assert '"non-entailment", not "entailment"' in debate_prompt(config, fields, [], side_of(1), names)
+    # a consultant's side: a seeded coin per item, alternating over its samples
+    sides = [[consultant_side(0, f"item{i}", sample) for sample in range(2)] for i in range(40)]
+    assert all(pair in ([0, 1], [1, 0]) for pair in sides)
+    assert 10 <= sum(pair[0] for pair in sides) <= 30
     turns = [{"round": r, "debater": d, "side": 1 - d, "text": f"r{r}d{d}"} for r in (1, 2) for d in (0, 1)]
     simultaneous = visible_turns(turns, 2, 1, "simultaneous")
     sequential = visible_turns(turns, 2, 1, "sequential")

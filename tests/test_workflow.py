@@ -33,10 +33,11 @@ def job_counts(output: str) -> dict[str, int]:
 # One cell's align jobs with the default 5 arms and 2 losses: the 5 arms read 4 input layouts
 # (baseline and distill both read the item only, which no strong model changes: weak_features);
 # baseline alone reads nothing of the strong model (train_weak; the other four train_weak_strong).
-# The strong features, the ceiling and the weak floor are shared by every student.
+# The strong features, the ceiling and the weak floor are shared by every student; the
+# self-distillation control trains one strong student per loss.
 ALIGN_JOBS = {"weak_features": 1, "weak_features_strong": 3, "train_weak": 1,
               "train_weak_strong": 4, "strong_features": 1, "train_ceiling": 1,
-              "train_student": 10, "cell_table": 1}
+              "train_student": 10, "train_self_distill": 2, "cell_table": 1}
 
 
 def test_default_config_dry_run():

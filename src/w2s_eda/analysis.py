@@ -269,10 +269,11 @@ NOTES = [
     "**Tests.** McNemar p is exact, on the test items exactly one of the two students gets right "
     "(the row's student and the baseline arm's student, same loss). Holm p is that p after a "
     "Holm–Bonferroni correction over every comparison with the baseline student in the cell: all "
-    "arms and controls (self_distill), all losses.",
+    "arms and controls, all losses.",
     "**Power.** The MDE column is the accuracy difference detectable at 80 % power (two-sided "
-    "α = 0.05, paired; METHOD.md) given n_test and the items the two students disagree on, so a "
-    "difference smaller than it is not evidence of no effect.",
+    "α = 0.05, paired: (z₀.₉₇₅ + z₀.₈)·√(d/n)) given n_test and the share d of items the two "
+    "students disagree on. A non-significant difference says only that any effect is probably "
+    "smaller than the MDE, not that there is none.",
     "**PGR undefined.** The share of bootstrap resamples where the ceiling did not beat the floor; "
     "the PGR CI is over the other resamples. PGR vs own weak takes the arm's own weak model as the "
     "floor instead of the baseline's.",
