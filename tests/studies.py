@@ -33,7 +33,7 @@ SMALL_CONFIG = {
     "generation": {"chunk_size": 4},
     "explain": {"max_new_tokens": 4},
     "debate": {"max_new_tokens": 4, "n_rounds": 1, "drift_sample": 0},
-    "align": {"arms": ["baseline", "eda"]},
+    "align": {"arms": ["baseline", "eda"], "controls": []},  # controls: the tiny study's
     "train": {"weak": {"epochs": 2, "batch_size": 2, "checkpoint_every": 1},
               "strong": {"epochs": 2, "batch_size": 2, "checkpoint_every": 1, "losses": ["xent"]}},
     "analysis": {"n_bootstrap": 100},

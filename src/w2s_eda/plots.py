@@ -172,7 +172,7 @@ def _references_title(row) -> str:
         parts.append(f"strong zero-shot {_percent(row['strong_zero_shot_accuracy'])}")
     parts += [f"judge ({name.removeprefix('judge_accuracy_')}) {_percent(row[name])}"
               for name in row.index if name.startswith("judge_accuracy_")]
-    return f"{_cell_label(row)} (n={row['n_test']}): " + ", ".join(parts)
+    return f"{_cell_label(row)} (n={row['n_test']})\n" + ", ".join(parts)  # two lines: fits
 
 
 def arms_table(table: pd.DataFrame, path: str) -> None:
@@ -183,7 +183,7 @@ def arms_table(table: pd.DataFrame, path: str) -> None:
     cells = [cell for _, cell in table.groupby(CELL_COLUMNS, sort=False)]
     losses = list(dict.fromkeys(table["loss"]))
     sizes = [cell["arm"].nunique() + 1 for cell in cells]  # + the header row
-    plt, fig, axes = _figure(2.6 + 3.0 * len(losses), 0.3 * sum(sizes) + 0.6 * len(cells),
+    plt, fig, axes = _figure(2.6 + 3.0 * len(losses), 0.3 * sum(sizes) + 0.9 * len(cells),
                              rows=len(cells), squeeze=False, gridspec_kw={"height_ratios": sizes})
     header = ["arm", "weak-arm acc"] + [f"{what} ({loss})" for loss in losses
                                         for what in ("W2S acc", "PGR")]
