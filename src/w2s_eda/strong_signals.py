@@ -472,7 +472,8 @@ def judge_transcripts(
     frame = pd.read_parquet(transcripts_path, columns=["id", "split", "sample", "transcript"])
     info = read_json(dataset_manifest)
     names = info["label_names"]
-    texts = read_items(split_paths).set_index("id")["text"]
+    items = read_items(split_paths)
+    texts = items.set_index("id")["text"]
     engine = make_engine(judge_model_dir, generation["backend"], device, generation["dtype"])
     prompts = [
         render_chat(engine.tokenizer, template.format(transcript=transcript,
@@ -487,7 +488,7 @@ def judge_transcripts(
     result["model"] = manifest["name"]
     result["template_sha256"] = template_hash(template)
     write_frame(output, result)
-    labels = pd.Series(read_labels(split_paths), index=read_items(split_paths)["id"])
+    labels = pd.Series(read_labels(split_paths), index=items["id"])
     first = result["sample"] == 0
     mean_p = result.groupby("id", sort=False)["p_label1"].mean()
     per_item = result[first].set_index("id")["split"]

@@ -318,6 +318,8 @@ class Study:
         ``judge.enabled`` every transcript signal of the study (for its accuracy)."""
         if not self.needs("judge"):
             return []
+        if not self.config["debate"]["judge"]["enabled"]:
+            return ["debates"]
         return [kind for kind in JUDGED if self.needs(kind)]
 
     def judge_name(self, w: Mapping) -> str:
