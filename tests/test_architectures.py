@@ -289,8 +289,12 @@ def test_study_runs_every_stage_on_both_architectures_as_weak_and_strong(arch_st
     summary = pd.read_csv(folder / "results/summary.csv")
     cells = {tuple(pair.values()) for pair in PAIRS}
     assert set(zip(summary.weak, summary.strong)) == cells
-    assert sorted(zip(summary.weak, summary.strong, summary.arm, summary.loss)) == sorted(
+    arms, controls = summary[summary.kind == "arm"], summary[summary.kind == "control"]
+    assert sorted(zip(arms.weak, arms.strong, arms.arm, arms.loss)) == sorted(
         (weak, strong, arm, "xent") for weak, strong in cells for arm in ARMS)
+    # the self-distillation control, LoRA on each strong architecture
+    assert sorted(zip(controls.strong, controls.arm)) == sorted(
+        (strong, "self_distill") for _, strong in cells)
     assert summary.n_test.eq(4).all() and summary.w2s_accuracy.between(0, 1).all()
 
 

@@ -276,7 +276,7 @@ def test_added_round_reuses_earlier_rounds_and_shards_equal_one_job(tmp_path, pr
     debates = pd.read_parquet(one / cell / "debates.parquet")
     assert [t["round"] for t in debates.turns[0]] == [1, 1, 2, 2]
     stats = json.loads((one / cell / "debate_stats.json").read_text())
-    assert set(stats["rounds"]) == {"1", "2"} and "judge" in stats
+    assert set(stats["rounds"]) == {"1", "2"}
 
     sharded = tmp_path / "sharded"
     sharded.mkdir()
