@@ -400,6 +400,7 @@ def train_weak(
     factory = _model_factory(settings, model_dir, train["layer"], device, dtype, "train.weak.layer")
     reads_samples = bool(set(parts) & set(TRANSCRIPT_PARTS))
     sources: dict[int, Source] = {}  # by the sample the context reads, built once
+    sample_targets: dict[int, np.ndarray] = {}  # by the sample the targets come from, read once
     members, records = [], []
     for member in range(ensemble["members"]):
         sample = member if ensemble["vary"] == "transcript" else 0
@@ -408,7 +409,10 @@ def train_weak(
             sources[read] = _weak_source(settings, frames, features, model_dir, train, parts,
                                          signals, read)
         source = sources[read]
-        targets = weak_targets(arm, arm_spec["targets"], frames["train"], sample, zero_shot, judge)
+        if sample not in sample_targets:
+            sample_targets[sample] = weak_targets(arm, arm_spec["targets"], frames["train"], sample,
+                                                  zero_shot, judge)
+        targets = sample_targets[sample]
         ids = frames["train"]["id"]
         member_settings = dataclasses.replace(settings, seed=seed * 1000 + member)
         init_std = 0.0

@@ -28,6 +28,9 @@ def _cell_label(row) -> str:
     return f"{row['dataset']} s{row['seed']} {row['weak']}→{row['strong']}"
 
 
+CELL_COLUMNS = ["dataset", "seed", "weak", "strong"]
+
+
 def _err(row, name):
     value, low, high = row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"]
     if any(pd.isna(v) for v in (value, low, high)):
@@ -37,10 +40,10 @@ def _err(row, name):
 
 def accuracy_ladder(table: pd.DataFrame, path: str) -> None:
     """Per cell: floor, each arm's W2S student (per loss), ceiling; test accuracy with 95 % CIs."""
-    n_points = len(table) + 3 * table.groupby(["dataset", "seed", "weak", "strong"]).ngroups
+    n_points = len(table) + 3 * table.groupby(CELL_COLUMNS).ngroups
     plt, fig, ax = _figure(9, 1.5 + 0.28 * n_points)
     y, ticks, labels = 0, [], []
-    for _, cell in table.groupby(["dataset", "seed", "weak", "strong"], sort=False):
+    for _, cell in table.groupby(CELL_COLUMNS, sort=False):
         first = cell.iloc[0]
         entries = [("floor (weak baseline)", first, "floor_accuracy", "tab:gray")]
         entries += [(f"W2S {r['arm']} / {r['loss']}", r, "w2s_accuracy", "tab:blue") for _, r in cell.iterrows()]
@@ -127,9 +130,6 @@ def debate_rounds(stats_paths: dict[tuple, str], path: str) -> None:
     left.legend(fontsize=7)
     fig.suptitle("Debate statistics per round")
     _save(plt, fig, path)
-
-
-CELL_COLUMNS = ["dataset", "seed", "weak", "strong"]
 
 
 def _percent(value) -> str:

@@ -313,6 +313,7 @@ def debate_round_shard(
     settings = dataclasses.replace(settings_for(generation, seed, debate["max_new_tokens"]),
                                    do_sample=samples_debates(debate, generation))
     n_items, protocol = len(items), debate["protocol"]
+    consultancy = protocol == "consultancy"
     n_units = n_items * debate["n_samples"]
     turns: dict[int, list[dict]] = {}
     if previous:
@@ -340,7 +341,7 @@ def debate_round_shard(
 
         def turn_seed(u, debater=debater):
             i, sample = unit(u)
-            family = "consultancy" if protocol == "consultancy" else "debate"
+            family = "consultancy" if consultancy else "debate"
             return derived_seed(seed, family, sample, round_number, debater, items.id[i])
 
         def compute(indices, debater=debater):
@@ -353,7 +354,7 @@ def debate_round_shard(
             return fingerprint(identity, asdict(settings),
                                [(items.id[unit(u)[0]], prompt(u), turn_seed(u)) for u in indices])
 
-        speaker = "consultant" if protocol == "consultancy" else f"debater {debater + 1}"
+        speaker = "consultant" if consultancy else f"debater {debater + 1}"
         records, _ = run_chunked(
             compute, n_units, Path(work_dir) / f"debater{debater + 1}",
             generation["chunk_size"], key, shard=(shard, debate["n_shards"]),
@@ -363,7 +364,7 @@ def debate_round_shard(
             turn = {"round": round_number, "debater": debater, "side": side(u),
                     "text": record["text"], "tokens": record["n_new_tokens"],
                     "seconds": record["seconds"]}
-            if protocol == "consultancy":
+            if consultancy:
                 turn["consultant"] = True
             turns.setdefault(u, []).append(turn)
     owned = sorted(u for u in turns if any(t["round"] == round_number for t in turns[u]))

@@ -40,8 +40,9 @@ SIGNALS = ("explanations", "zero_shot", "debates", "consultancy", "judge")
 # The signal each context part reads.
 PART_SIGNALS = {"explanation": "explanations", "debate": "debates", "consultancy": "consultancy",
                 "judge": "judge"}
-# The transcript signals a judge reads.
+# The transcript signals a judge reads, and the path template of each one's rounds.
 JUDGED = ("debates", "consultancy")
+ROUNDS = {"debates": "debate_round", "consultancy": "consultancy_round"}
 
 _DATA = "results/{dataset}/seed{seed}/data"
 _STRONG = "results/{dataset}/seed{seed}/{strong}"
@@ -462,7 +463,7 @@ class Study:
     def round_inputs(self, kind: str):
         """The input function of a debate (``debates``) or consultancy round job: its stage
         inputs and, after round 1, the shard's previous round."""
-        template = "debate_round" if kind == "debates" else "consultancy_round"
+        template = ROUNDS[kind]
 
         def inputs(w: Mapping) -> dict[str, str]:
             files = self.strong_stage_inputs(w)
@@ -475,7 +476,7 @@ class Study:
 
     def gather_inputs(self, kind: str):
         """The input function of a debate or consultancy gather job: the last round's shards."""
-        template = "debate_round" if kind == "debates" else "consultancy_round"
+        template = ROUNDS[kind]
         debate = self.config["debate"]
 
         def inputs(w: Mapping) -> dict:
