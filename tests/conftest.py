@@ -125,7 +125,8 @@ def tiny_study(tmp_path_factory, prepared_models):
 # Whole-study runs (tests/studies.py) start in the background with the first test, and the tests
 # that compare them run last: the SLURM run spends most of its time waiting between polls.
 BACKGROUND_TESTS = {"test_slurm_cluster.py": ["small_study", "slurm_study"],
-                    "test_kill_and_resume.py": ["small_study"]}
+                    "test_kill_and_resume.py": ["small_study"],
+                    "test_reference.py": ["small_study"]}
 
 
 def pytest_collection_modifyitems(items):

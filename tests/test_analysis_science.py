@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s_eda.analysis import analyze, analyze_cell
+from w2s_eda.analysis import analyze, analyze_cell, markdown
 from w2s_eda.arms import describe_arm
 from w2s_eda.errors import DatasetError
 
@@ -193,3 +193,20 @@ def test_the_written_outputs_describe_each_arm_and_hold_the_arms_table(cell, tmp
     pgr = json.loads((tmp_path / "out/pgr.json").read_text())
     assert pgr["rows"][1]["pgr_vs_own_weak_accuracy"] == pytest.approx(2.0)
     assert (tmp_path / "out/arms_table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_md_prints_the_study_notes_and_the_range_of_its_mdes(cell, tmp_path):
+    outputs = {key: str(tmp_path / name) for key, name in (
+        ("csv", "s.csv"), ("md", "s.md"), ("html", "t.html"), ("pgr", "p.json"),
+        ("deception", "d.json"), ("ladder", "l.png"), ("pgr_plot", "p.png"),
+        ("deception_plot", "d.png"), ("arms_table", "a.png"))}
+    table = analyze([cell], outputs, n_resamples=200,
+                    notes=["**No W2S at this scale.** Measured in bench/records/w2s_power.md."])
+    md = (tmp_path / "s.md").read_text()
+    about = md.split("## This study\n\n", 1)[1].split("\n## ", 1)[0]
+    assert about.startswith("**No W2S at this scale.** Measured in bench/records/w2s_power.md.")
+    mde = table["vs_baseline_mde"].dropna()
+    assert (f"could detect accuracy differences of {100 * mde.min():.0f}–{100 * mde.max():.0f} "
+            "points at 80 % power") in about
+    # no notes and no comparison with a baseline student: no section at all
+    assert "## This study" not in markdown(table.assign(vs_baseline_mde=np.nan))

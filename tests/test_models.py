@@ -152,6 +152,8 @@ def test_device_choice():
     else:
         assert (device.type, dtype) == ("cpu", torch.float32)
     assert resolve_device("cpu", "bfloat16") == (torch.device("cpu"), torch.bfloat16)
+    # float32 on every CPU, native bf16 (AMX) or not, so results do not depend on the CPU
+    assert resolve_device("cpu", "auto") == (torch.device("cpu"), torch.float32)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="config key 'device'"):
             resolve_device("cuda")

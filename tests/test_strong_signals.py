@@ -163,8 +163,8 @@ def test_flipping_every_label_leaves_every_prompt_the_stages_send_byte_identical
     generated, scored = "generate", "label_probabilities"
     assert shape(plain["explain"]) == [(generated, n) for n in (5, 5, 2)]
     assert shape(plain["zero_shot"]) == [(scored, n) for n in (5, 5, 2)]
-    for r in (1, 2):  # each of the 2 debaters argues on all 12 items, chunk by chunk
-        assert shape(plain[f"debate_round{r}"]) == [(generated, n) for n in (5, 5, 2)] * 2
+    for r in (1, 2):  # both debaters argue on all 12 items, in one call per chunk (simultaneous)
+        assert shape(plain[f"debate_round{r}"]) == [(generated, 2 * n) for n in (5, 5, 2)]
     round1 = prompts(plain["debate_round1"], generated)
     assert all("debate so far" not in p for p in round1)
     round1_turns = [f"because {RecordingEngine._digest(p)[:12]}" for p in round1]

@@ -41,11 +41,14 @@ ALIGN_JOBS = {"weak_features": 1, "weak_features_strong": 3, "train_weak": 1,
 
 
 def test_default_config_dry_run():
+    # config/config.yaml runs the EDA ablation without `distill`: one arm and its two students
+    # fewer than the schema's default arms.
     result = run_snakemake("-n", "--forceall")
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout) == {
         "download_bigbench": 1, "prep": 1, "prepare_model": 2, "explain_shard": 1, "explain": 1,
-        "zero_shot": 1, "debate_round": 2, "debate": 1, "all": 1, "analysis": 1, **ALIGN_JOBS}
+        "zero_shot": 1, "debate_round": 2, "debate": 1, "all": 1, "analysis": 1,
+        **ALIGN_JOBS, "train_weak_strong": 3, "train_student": 8}
 
 
 def test_two_datasets_two_seeds_dry_run(tmp_path):

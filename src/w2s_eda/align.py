@@ -136,10 +136,9 @@ def effective_max_length(tokenizer, model_config, configured: int) -> int:
     return min(limit for limit in limits if limit)
 
 
-def load_backbone(model_dir: str, layer, device: str, dtype: str, key: str,
-                  bf16_on_capable_cpu: bool = False):
+def load_backbone(model_dir: str, layer, device: str, dtype: str, key: str):
     """The prepared model as a float32 PooledBackbone (autocast supplies bf16 where asked)."""
-    torch_device, torch_dtype = resolve_device(device, dtype, bf16_on_capable_cpu)
+    torch_device, torch_dtype = resolve_device(device, dtype)
     loaded = load_prepared(model_dir, device=torch_device.type, dtype="float32", causal=False)
     manifest = loaded.manifest
     block = resolve_layer(layer, loaded.model.config.num_hidden_layers, key)
@@ -175,10 +174,10 @@ def compute_features(
     samples: ``x_{split}`` reads sample 0 (as a one-sample file), ``x_{split}_sample{j}`` sample j.
     Any other layout reads the same text in every sample, so it is stored once (meta
     ``n_samples`` 1) and every ensemble member reads its sample 0."""
-    # dtype auto: bf16 autocast on CUDA, and on CPUs with native bf16 matmul, where extraction
-    # runs twice as fast (features correlate 0.99998 with float32's); float32 elsewhere.
+    # dtype auto: bf16 autocast on CUDA, float32 on every CPU (`dtype: bfloat16` opts in; on a
+    # CPU with AMX extraction then runs about twice as fast, features correlating 0.99998).
     backbone, tokenizer, manifest, torch_device, bf16 = load_backbone(
-        model_dir, train["layer"], device, dtype, f"train.{role}.layer", bf16_on_capable_cpu=True
+        model_dir, train["layer"], device, dtype, f"train.{role}.layer"
     )
     backbone.to(torch_device)
     max_length = effective_max_length(tokenizer, backbone.model.config, train["max_length"])
@@ -186,7 +185,8 @@ def compute_features(
     samples = n_samples if set(parts) & set(TRANSCRIPT_PARTS) else 1
     arrays, meta = {}, {"model": manifest["name"], "layer": backbone.layer,
                         "pooling": backbone.pooling, "context": context_key(parts),
-                        "max_length": max_length, "autocast_bf16": bf16, "n_samples": samples,
+                        "max_length": max_length, "autocast_bf16": bf16,
+                        "dtype": "bfloat16" if bf16 else "float32", "n_samples": samples,
                         "splits": {}}
     for split, path in split_paths.items():
         frame = read_split(path)
@@ -433,7 +433,8 @@ def train_weak(
     metrics = _write_weak_outputs(arm, arm_spec, ensemble, frames, members, outputs)
     metrics.update({
         "mode": settings.mode, "model": read_json(Path(model_dir) / MODEL_MANIFEST)["name"],
-        "seed": seed, "device": str(torch_device), "members": records,
+        "seed": seed, "device": str(torch_device), "dtype": str(torch_dtype).replace("torch.", ""),
+        "members": records,
         "seconds": round(time.monotonic() - started, 2),
     })
     write_json(outputs["metrics"], metrics)
@@ -509,7 +510,8 @@ def train_strong(
     metrics = {
         "role": role, "arm": arm, "loss": loss, "mode": settings.mode,
         "model": read_json(Path(model_dir) / MODEL_MANIFEST)["name"], "seed": seed,
-        "device": str(torch_device), "test": scores(frames["test"]["label"], predictions["test"]),
+        "device": str(torch_device), "dtype": str(torch_dtype).replace("torch.", ""),
+        "test": scores(frames["test"]["label"], predictions["test"]),
         "target_mean": float(targets.mean()), "training": record,
         "seconds": round(time.monotonic() - started, 2),
     }

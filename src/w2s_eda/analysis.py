@@ -180,7 +180,8 @@ def analyze_cell(cell: dict, n_resamples: int) -> tuple[list[dict], list[dict]]:
     return rows, deceptions
 
 
-def analyze(cells: list[dict], outputs: dict[str, str], n_resamples: int = 1000) -> pd.DataFrame:
+def analyze(cells: list[dict], outputs: dict[str, str], n_resamples: int = 1000,
+            notes: list[str] = ()) -> pd.DataFrame:
     """Analyse every cell and write the outputs named in ``outputs`` (the arms table only when
     ``outputs`` names it)."""
     from .plots import accuracy_ladder, arms_table, debate_rounds, deception_plot, pgr_plot
@@ -194,7 +195,7 @@ def analyze(cells: list[dict], outputs: dict[str, str], n_resamples: int = 1000)
     specs = {arm: spec for cell in cells for arm, spec in (cell.get("arms") or {}).items()}
     with atomic_path(outputs["csv"]) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    write_text(outputs["md"], markdown(table, specs))
+    write_text(outputs["md"], markdown(table, specs, notes))
     write_text(outputs["html"], html_table(table))
     write_json(outputs["pgr"], pgr_report(table))
     write_json(outputs["deception"], deceptions)
@@ -206,7 +207,7 @@ def analyze(cells: list[dict], outputs: dict[str, str], n_resamples: int = 1000)
     if "debate_plot" in outputs:
         debate_rounds({(c["dataset"], str(c["seed"]), c["strong"]): c["debate_stats"]
                        for c in cells}, outputs["debate_plot"])
-    log.info("study summary (test split):\n%s", markdown(table, specs))
+    log.info("study summary (test split):\n%s", markdown(table, specs, notes))
     return table
 
 
@@ -348,9 +349,25 @@ def _references_table(table: pd.DataFrame) -> list[str]:
     return ["## Reference points (test)", "", *lines]
 
 
-def markdown(table: pd.DataFrame, specs: dict[str, dict] | None = None) -> str:
-    """summary.md: the table, what each arm tests, how to read the tests, reference points.
-    ``specs`` are the arms' specs (built-in arms are described without one)."""
+def power_line(table: pd.DataFrame) -> str | None:
+    """The range of the minimum detectable effects of the study's comparisons, in points."""
+    mde = table["vs_baseline_mde"].dropna() if "vs_baseline_mde" in table else pd.Series([])
+    if mde.empty:
+        return None
+    low, high = int(table["n_test"].min()), int(table["n_test"].max())
+    return (f"**Minimum detectable effect.** With {low if low == high else f'{low}–{high}'} test "
+            f"items per cell, the comparisons with the baseline "
+            f"student could detect accuracy differences of {100 * mde.min():.0f}–"
+            f"{100 * mde.max():.0f} points at 80 % power (the MDE column); smaller effects, such "
+            "as the 1–3 points Lang et al. (2025) report for debate, are out of reach here.")
+
+
+def markdown(table: pd.DataFrame, specs: dict[str, dict] | None = None,
+             notes: list[str] = ()) -> str:
+    """summary.md: the table, the study's notes (config `analysis.notes`) and its power, what each
+    arm tests, how to read the tests, reference points. ``specs`` are the arms' specs (built-in
+    arms are described without one)."""
+    about = [line for line in (*notes, power_line(table)) if line]
     lines = [
         "| dataset | seed | weak → strong | arm | loss | floor acc | weak-arm acc | W2S acc [95% CI] | "
         "ceiling acc | PGR (acc) [95% CI] | PGR undefined in resamples | PGR vs own weak [95% CI] | "
@@ -358,6 +375,8 @@ def markdown(table: pd.DataFrame, specs: dict[str, dict] | None = None) -> str:
         "deception score / gap |",
         "|---" * 16 + "|",
         *(_markdown_row(r) for r in table.to_dict("records")),
+        *(["", "## This study", ""] + [line for note in about for line in (note, "")][:-1]
+          if about else []),
         "", "## What each arm tests", "", *_descriptions(table, specs or {}),
         "", *(line for note in NOTES for line in (note, "")),
     ]

@@ -237,11 +237,12 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def resolve_device(device: str = "auto", dtype: str = "auto", bf16_on_capable_cpu: bool = False):
+def resolve_device(device: str = "auto", dtype: str = "auto"):
     """CUDA in bfloat16 when present, else the CPU in float32; config keys override either.
 
-    With ``bf16_on_capable_cpu`` (generation), ``auto`` also picks bfloat16 on a CPU with native
-    bf16 matmul, where it runs about twice as fast (see the README's performance section).
+    ``auto`` is float32 on every CPU, even one with native bf16 matmul (AMX) where bf16 runs about
+    twice as fast: bf16 results differ from float32 ones, so an automatic choice would give
+    different numbers on different CPUs. ``bfloat16`` opts in.
     """
     import torch
 
@@ -250,8 +251,7 @@ def resolve_device(device: str = "auto", dtype: str = "auto", bf16_on_capable_cp
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("config key 'device': 'cuda' was asked for, but no CUDA device is visible")
     if dtype == "auto":
-        fast_bf16 = device == "cuda" or (bf16_on_capable_cpu and cpu_has_native_bf16())
-        dtype = "bfloat16" if fast_bf16 else "float32"
+        dtype = "bfloat16" if device == "cuda" else "float32"
     return torch.device(device), getattr(torch, dtype)
 
 
@@ -269,7 +269,6 @@ def load_prepared(
     device: str = "auto",
     dtype: str = "auto",
     causal: bool | None = None,
-    bf16_on_capable_cpu: bool = False,
 ) -> LoadedModel:
     """Load a model that prepare_model wrote: local safetensors only, eval mode, on ``device``."""
     prepared_dir = Path(prepared_dir)
@@ -288,7 +287,7 @@ def load_prepared(
         )
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    torch_device, torch_dtype = resolve_device(device, dtype, bf16_on_capable_cpu)
+    torch_device, torch_dtype = resolve_device(device, dtype)
     causal = manifest["kind"] == "causal" if causal is None else causal
     auto = AutoModelForCausalLM if causal else AutoModel
     started = time.monotonic()

@@ -59,6 +59,7 @@ def settings_for(generation: dict, seed: int, max_new_tokens: int, stop=()) -> G
         seed=seed,
         stop_strings=tuple(stop),
         batch_size=generation["batch_size"],
+        share_prefixes=generation["share_prefixes"],
     )
 
 
@@ -66,8 +67,28 @@ def model_identity(model_dir: str | Path, engine) -> dict:
     manifest = read_json(Path(model_dir) / MODEL_MANIFEST)
     keep = ("name", "source", "spec", "gguf_sha256", "revision_resolved", "n_parameters")
     identity = {key: manifest[key] for key in keep if key in manifest}
-    identity["dtype"] = str(getattr(engine.model, "dtype", "vllm")).replace("torch.", "")
+    # hf: the torch model's dtype; vLLM: the dtype its engine resolved
+    model = getattr(engine, "model", None)
+    dtype = model.dtype if model is not None else getattr(engine, "dtype", "unknown")
+    identity["dtype"] = str(dtype).replace("torch.", "")
     return identity
+
+
+def log_engine_counters(engine, stage: str) -> None:
+    """Log what the engine computed since the last call, then zero its counters: prompt tokens,
+    tokens run through prefill (padding included; fewer than the prompt tokens when prefixes are
+    shared), decode steps and seconds. bench/prefix_sharing.py reads these lines
+    (``engine counters {json}``)."""
+    counters = dict(getattr(engine, "counters", {}) or {})
+    if hasattr(engine, "reset_counters"):
+        engine.reset_counters()
+    if not counters.get("prompt_tokens"):
+        return  # every chunk was reused: nothing was computed
+    log.info("%s: prefill ran %d tokens for %d prompt tokens (%.2fx), %.1f s prefill, "
+             "%.1f s decode", stage, counters["prefill_tokens"], counters["prompt_tokens"],
+             counters["prompt_tokens"] / max(1, counters["prefill_tokens"]),
+             counters.get("prefill_seconds", 0.0), counters.get("decode_seconds", 0.0))
+    log.info("engine counters %s", json.dumps({"stage": stage, **counters}, sort_keys=True))
 
 
 def write_frame(path: str | Path, frame: pd.DataFrame) -> None:
@@ -119,6 +140,7 @@ def explain_shard(
         compute, len(items), work_dir, generation["chunk_size"], key,
         shard=(shard, explain["n_shards"]), desc=f"explain shard {shard + 1}/{explain['n_shards']}",
     )
+    log_engine_counters(engine, "explain")
     rows = [
         {"position": i, "id": items.id[i], "split": items.split[i], "prompt": prompts[i],
          "explanation": r["explanation"], "n_tokens": r["n_new_tokens"], "seconds": r["seconds"]}
@@ -282,6 +304,15 @@ def debate_prompt(debate: dict, fields: dict, turns: list[dict], side: int, labe
     return debate["rebuttal_template"].format(transcript=format_transcript(turns, label_names), **values)
 
 
+def speaker_groups(debate: dict) -> list[list[int]]:
+    """Speakers whose turns of a round can be generated together: every debater at once when
+    the protocol is simultaneous (none sees another's turn of this round), one at a time when it
+    is sequential or a consultancy."""
+    if debate["protocol"] == "simultaneous":
+        return [list(range(speakers(debate)))]
+    return [[debater] for debater in range(speakers(debate))]
+
+
 def visible_turns(turns: list[dict], round_number: int, debater: int, protocol: str) -> list[dict]:
     """What a speaker sees: earlier rounds, plus (sequential) earlier debaters of this round."""
     if protocol == "sequential":
@@ -325,48 +356,57 @@ def debate_round_shard(
         """(item index, sample) of unit u."""
         return u % n_items, u // n_items
 
-    for debater in range(speakers(debate)):
+    def side(u, debater):
+        i, sample = unit(u)
+        return turn_side(debate, seed, items.id[i], sample, debater)
 
-        def side(u, debater=debater):
-            i, sample = unit(u)
-            return turn_side(debate, seed, items.id[i], sample, debater)
+    def prompt(u, debater):
+        i, _ = unit(u)
+        if i not in fields:
+            fields[i] = item_fields(items.text[i], info)
+        seen = visible_turns(turns.get(u, []), round_number, debater, protocol)
+        return render_chat(engine.tokenizer, debate_prompt(debate, fields[i], seen, side(u, debater),
+                                                           names))
 
-        def prompt(u, debater=debater):
-            i, _ = unit(u)
-            if i not in fields:
-                fields[i] = item_fields(items.text[i], info)
-            seen = visible_turns(turns.get(u, []), round_number, debater, protocol)
-            return render_chat(engine.tokenizer,
-                               debate_prompt(debate, fields[i], seen, side(u), names))
+    def turn_seed(u, debater):
+        i, sample = unit(u)
+        family = "consultancy" if consultancy else "debate"
+        return derived_seed(seed, family, sample, round_number, debater, items.id[i])
 
-        def turn_seed(u, debater=debater):
-            i, sample = unit(u)
-            family = "consultancy" if consultancy else "debate"
-            return derived_seed(seed, family, sample, round_number, debater, items.id[i])
+    for group in speaker_groups(debate):
+        # One generate call per chunk for the whole group: the debaters' prompts of an item share
+        # everything up to their side, which the engine prefills once (prefix sharing).
+        def compute(indices, group=group):
+            pairs = [(u, debater) for u in indices for debater in group]
+            completions = engine.generate([prompt(u, d) for u, d in pairs], settings,
+                                          seeds=[turn_seed(u, d) for u, d in pairs])
+            out = [completions[k * len(group):(k + 1) * len(group)] for k in range(len(indices))]
+            return [{"turns": [{"text": c.text, "n_new_tokens": c.n_new_tokens,
+                                "seconds": c.seconds} for c in unit_completions],
+                     "n_new_tokens": sum(c.n_new_tokens for c in unit_completions)}
+                    for unit_completions in out]
 
-        def compute(indices, debater=debater):
-            completions = engine.generate([prompt(u) for u in indices], settings,
-                                          seeds=[turn_seed(u) for u in indices])
-            return [{"text": c.text, "n_new_tokens": c.n_new_tokens, "seconds": c.seconds}
-                    for c in completions]
-
-        def key(indices):
+        def key(indices, group=group):
             return fingerprint(identity, asdict(settings),
-                               [(items.id[unit(u)[0]], prompt(u), turn_seed(u)) for u in indices])
+                               [(items.id[unit(u)[0]], prompt(u, d), turn_seed(u, d))
+                                for u in indices for d in group])
 
-        speaker = "consultant" if consultancy else f"debater {debater + 1}"
+        speaker = ("consultant" if consultancy else
+                   "debaters " + ", ".join(str(d + 1) for d in group))
         records, _ = run_chunked(
-            compute, n_units, Path(work_dir) / f"debater{debater + 1}",
+            compute, n_units, Path(work_dir) / ("debater" + "-".join(str(d + 1) for d in group)),
             generation["chunk_size"], key, shard=(shard, debate["n_shards"]),
             desc=f"{protocol} round {round_number} {speaker} shard {shard + 1}",
         )
+        log_engine_counters(engine, f"round {round_number} {speaker}")
         for u, record in records.items():
-            turn = {"round": round_number, "debater": debater, "side": side(u),
-                    "text": record["text"], "tokens": record["n_new_tokens"],
-                    "seconds": record["seconds"]}
-            if consultancy:
-                turn["consultant"] = True
-            turns.setdefault(u, []).append(turn)
+            for debater, made in zip(group, record["turns"]):
+                turn = {"round": round_number, "debater": debater, "side": side(u, debater),
+                        "text": made["text"], "tokens": made["n_new_tokens"],
+                        "seconds": made["seconds"]}
+                if consultancy:
+                    turn["consultant"] = True
+                turns.setdefault(u, []).append(turn)
     owned = sorted(u for u in turns if any(t["round"] == round_number for t in turns[u]))
     frame = pd.DataFrame({
         "position": owned,
@@ -487,6 +527,7 @@ def judge_transcripts(
     result["p_label1"] = p_label1
     result["verdict"] = [f"{names[int(p > 0.5)]} (P({names[1]}) = {p:.2f})" for p in p_label1]
     result["model"] = manifest["name"]
+    result["dtype"] = model_identity(judge_model_dir, engine)["dtype"]
     result["template_sha256"] = template_hash(template)
     write_frame(output, result)
     labels = pd.Series(read_labels(split_paths), index=items["id"])
@@ -494,7 +535,7 @@ def judge_transcripts(
     mean_p = result.groupby("id", sort=False)["p_label1"].mean()
     per_item = result[first].set_index("id")["split"]
     stats = {
-        "judge": manifest["name"], "n_transcripts": len(result),
+        "judge": manifest["name"], "dtype": result["dtype"].iloc[0], "n_transcripts": len(result),
         "first_sample": _scores(labels[result.id[first]].to_numpy(), p_label1[first.to_numpy()],
                                 result.split[first].reset_index(drop=True)),
         "mean_over_samples": _scores(labels[mean_p.index].to_numpy(), mean_p.to_numpy(),

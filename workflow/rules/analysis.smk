@@ -17,5 +17,6 @@ rule analysis:
     params:
         cells=STUDY.analysis_cells(),
         n_resamples=config["analysis"]["n_bootstrap"],
+        notes=config["analysis"]["notes"],
     script:
         "../scripts/analysis.py"

@@ -55,6 +55,8 @@ rule debate:
         stats=PATHS["debate_stats"],
     log:
         "results/logs/debate/{dataset}_seed{seed}_{strong}.log",
+    benchmark:
+        "results/benchmarks/debate/{dataset}_seed{seed}_{strong}.tsv"
     conda:
         "../../envs/generation.yaml"
     threads: 4  # torch's intra-op threads; capped at --cores locally
@@ -78,6 +80,8 @@ use rule debate as consultancy with:
         stats=PATHS["consultancy_stats"],
     log:
         "results/logs/consultancy/{dataset}_seed{seed}_{strong}.log",
+    benchmark:
+        "results/benchmarks/consultancy/{dataset}_seed{seed}_{strong}.tsv"
     params:
         debate=settings("consultancy"),
         generation=config["generation"],

@@ -10,6 +10,7 @@ run_stage(
         cells=snakemake.params.cells,
         outputs=dict(snakemake.output.items()),
         n_resamples=snakemake.params.n_resamples,
+        notes=snakemake.params.notes,
     ),
     job=snakemake,
 )
