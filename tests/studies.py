@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from conftest import REPO, SNAKEMAKE, TEXTS, study_args
+from conftest import JOB_THREADS, REPO, SNAKEMAKE, TEXTS, study_args
 
 SCRIPT = REPO / "tests/slurm/start_local_slurm.sh"
 
@@ -93,7 +93,7 @@ class Run:
     @classmethod
     def start(cls, folder: Path, args: list[str], env: dict | None = None) -> "Run":
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", **(env or {})}
-        command = ["timeout", "-s", "KILL", str(RUN_LIMIT_S), SNAKEMAKE, *args]
+        command = ["timeout", "-s", "KILL", str(RUN_LIMIT_S), SNAKEMAKE, *args, *JOB_THREADS]
         with open(folder / "snakemake.out", "w") as out, open(folder / "snakemake.err", "w") as err:
             process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err, env=env,
                                        start_new_session=True)

@@ -240,11 +240,6 @@ def test_lora_adapts_every_linear_layer_of_the_kept_blocks_and_the_head_trains(p
 PAIRS = [{"weak": "qwen2-tiny", "strong": "llama-tiny"},
          {"weak": "llama-tiny", "strong": "qwen2-tiny"}]
 ARMS = ["baseline", "eda", "distill"]
-ONE_THREAD_RULES = ["explain_shard", "explain", "zero_shot", "debate_round", "debate", "judge",
-                    "weak_features", "weak_features_strong", "train_ceiling", "train_student",
-                    "train_self_distill"]
-
-
 @pytest.fixture(scope="module")
 def arch_study(tmp_path_factory, tiny_models):
     """Every stage on the tiny models, each as weak (probe) and as strong (LoRA)."""
@@ -270,10 +265,8 @@ def arch_study(tmp_path_factory, tiny_models):
         "analysis": {"n_bootstrap": 100},
         "wandb": {"mode": "disabled"},
     }
-    # Tiny models gain nothing from torch threads: one per job lets two jobs run side by side.
-    one_thread = [f"{rule}=1" for rule in ONE_THREAD_RULES]
-    result = run_snakemake("--cores", "2", "--set-threads", *one_thread,
-                           *study_args(folder, config), timeout=600,
+    # One thread per job (run_snakemake): two jobs side by side.
+    result = run_snakemake("--cores", "2", *study_args(folder, config), timeout=600,
                            env_extra={"WANDB_MODE": "disabled"})
     return folder, result
 
