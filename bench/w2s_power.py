@@ -59,7 +59,7 @@ def study_config(tasks, sizes, seeds, mode: str) -> dict:
     }
 
 
-def run_study(workdir: Path, config: dict) -> float:
+def run_study(workdir: Path, config: dict, max_threads: int | None = None) -> float:
     workdir.mkdir(parents=True, exist_ok=True)
     # the embedded models and BIG-bench files are shared with the repository's own study
     if not (workdir / "resources").exists():
@@ -70,6 +70,8 @@ def run_study(workdir: Path, config: dict) -> float:
     command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "all",
                "--configfile", str(config_path), "--rerun-incomplete",
                "--rerun-triggers", "mtime", "input", "params"]
+    if max_threads:
+        command += ["--max-threads", str(max_threads)]
     print("$", " ".join(command), flush=True)
     result = subprocess.run(command, cwd=REPO, text=True, capture_output=True)
     (workdir / "snakemake.log").write_text(result.stdout + result.stderr)
@@ -171,12 +173,15 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["probe"], choices=["probe", "lora", "full"])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/w2s-power"))
     parser.add_argument("--out", type=Path, default=REPO / "bench/records/w2s_power")
+    parser.add_argument("--max-threads", type=int, default=None,
+                        help="torch threads per job (1 when another run shares the cores)")
     args = parser.parse_args()
 
     frames = []
     for mode in args.modes:
         workdir = args.workdir / mode
-        seconds = run_study(workdir, study_config(args.tasks, args.sizes, args.seeds, mode))
+        seconds = run_study(workdir, study_config(args.tasks, args.sizes, args.seeds, mode),
+                            args.max_threads)
         print(f"{mode}: study finished in {seconds:.0f} s", flush=True)
         frames.append(collect(workdir, mode, seconds))
     frame = pd.concat(frames, ignore_index=True)
