@@ -29,18 +29,18 @@ def balanced_rows(n_per_label: int, prefix: str = "item"):
     ]
 
 
-# One torch thread per job in every test run. The whole-study tests run side by side on the
-# machine's 2 cores; a 2-thread job among them waits a scheduler slice at each of its many OpenMP
-# barriers (5 forwards of a 24-row batch: 35 s at 2 threads beside a 2-thread job, 10.5 s at 1).
-# W2S_TEST_THREADS changes it (bench/cpu_isa.py: do results depend on the thread count?).
+# One torch thread per job for the studies that run side by side on the machine's 2 cores at the
+# start of a session (the tiny study, the architectures' study, the background studies): a 2-thread
+# job among them waits a scheduler slice at each of its many OpenMP barriers (5 forwards of a
+# 24-row batch: 35 s at 2 threads beside a 2-thread job, 10.5 s at 1). W2S_TEST_THREADS changes
+# it (bench/cpu_isa.py: do results depend on the thread count?).
 JOB_THREADS = ["--max-threads", os.environ.get("W2S_TEST_THREADS", "1")]
 
 
 def run_snakemake(*args, cwd=REPO, timeout=300, env_extra=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     return subprocess.run(
-        [SNAKEMAKE, *args, *JOB_THREADS], cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, env=env,
+        [SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
@@ -73,6 +73,7 @@ def strong_engine(prepared_models):
 
     from w2s_eda.generation import make_engine
 
+    torch.set_num_threads(2)
     # float32: the engine must then match HF generate token for token (bf16 drifts with padding).
     return make_engine(prepared_models / "smollm2-135m", device="cpu", dtype="float32")
 
@@ -125,7 +126,7 @@ def tiny_study(tmp_path_factory, prepared_models):
         "analysis": {"n_bootstrap": 200},
         "wandb": {"mode": "offline"},
     }
-    result = run_snakemake("--cores", "2", *study_args(folder, config), timeout=900)
+    result = run_snakemake("--cores", "2", *JOB_THREADS, *study_args(folder, config), timeout=900)
     return folder, result, config
 
 
@@ -171,9 +172,6 @@ def slurm_study(studies_root, prepared_models):
 
 @pytest.fixture(scope="session", autouse=True)
 def _start_background_studies(request):
-    import torch
-
-    torch.set_num_threads(1)  # this process's tests run beside the studies too (see JOB_THREADS)
     selected = {item.path.name for item in request.session.items}
     for module, fixtures in BACKGROUND_TESTS.items():
         if module in selected:

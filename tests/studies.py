@@ -93,7 +93,7 @@ class Run:
     @classmethod
     def start(cls, folder: Path, args: list[str], env: dict | None = None) -> "Run":
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", **(env or {})}
-        command = ["timeout", "-s", "KILL", str(RUN_LIMIT_S), SNAKEMAKE, *args, *JOB_THREADS]
+        command = ["timeout", "-s", "KILL", str(RUN_LIMIT_S), SNAKEMAKE, *args]
         with open(folder / "snakemake.out", "w") as out, open(folder / "snakemake.err", "w") as err:
             process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err, env=env,
                                        start_new_session=True)
@@ -113,7 +113,7 @@ class Run:
 
 def start_small_study(root: Path, prepared_models: Path) -> Run:
     folder, config = small_study_folder(root, "reference", prepared_models)
-    return Run.start(folder, [*study_args(folder, config), "--cores", "2"])
+    return Run.start(folder, [*study_args(folder, config), "--cores", "2", *JOB_THREADS])
 
 
 class SlurmStudy:
@@ -134,8 +134,9 @@ class SlurmStudy:
         if started.returncode == 0:
             folder, config = small_study_folder(self.root, "slurm", self.prepared_models)
             profile = local_profile(self.root / "profile")
-            self.run = Run.start(folder, [*study_args(folder, config), "--workflow-profile",
-                                          str(profile)], env={"SLURM_CONF": str(self.conf)})
+            self.run = Run.start(folder, [*study_args(folder, config), *JOB_THREADS,
+                                          "--workflow-profile", str(profile)],
+                                 env={"SLURM_CONF": str(self.conf)})
 
     def stop(self) -> subprocess.CompletedProcess:
         if self.run:

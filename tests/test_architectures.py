@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import TEXTS, run_snakemake, study_args
+from conftest import JOB_THREADS, TEXTS, run_snakemake, study_args
 
 pytestmark = pytest.mark.slow
 
@@ -240,6 +240,8 @@ def test_lora_adapts_every_linear_layer_of_the_kept_blocks_and_the_head_trains(p
 PAIRS = [{"weak": "qwen2-tiny", "strong": "llama-tiny"},
          {"weak": "llama-tiny", "strong": "qwen2-tiny"}]
 ARMS = ["baseline", "eda", "distill"]
+
+
 @pytest.fixture(scope="module")
 def arch_study(tmp_path_factory, tiny_models):
     """Every stage on the tiny models, each as weak (probe) and as strong (LoRA)."""
@@ -265,8 +267,8 @@ def arch_study(tmp_path_factory, tiny_models):
         "analysis": {"n_bootstrap": 100},
         "wandb": {"mode": "disabled"},
     }
-    # One thread per job (run_snakemake): two jobs side by side.
-    result = run_snakemake("--cores", "2", *study_args(folder, config), timeout=600,
+    # Tiny models gain nothing from torch threads: one per job lets two jobs run side by side.
+    result = run_snakemake("--cores", "2", *JOB_THREADS, *study_args(folder, config), timeout=600,
                            env_extra={"WANDB_MODE": "disabled"})
     return folder, result
 

@@ -237,7 +237,7 @@ def _study(folder, **overrides):
                              "label_names": INFO["label_names"]}},
         "generation": {"chunk_size": 3, "dtype": "float32"},
         "explain": {"max_new_tokens": 6},
-        "debate": {"max_new_tokens": 6, "drift_sample": 4, "judge": {"enabled": True}},
+        "debate": {"max_new_tokens": 6, "drift_sample": 0, "judge": {"enabled": True}},
         "wandb": {"mode": "disabled"},  # tracking is tested on the tiny study (test_report.py)
     }
     for section, values in overrides.items():
