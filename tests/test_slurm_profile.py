@@ -11,6 +11,8 @@ from conftest import REPO, run_snakemake
 GPU_RULES = {"explain_shard", "zero_shot", "debate_round", "debate", "weak_features",
              "weak_features_strong", "strong_features", "train_weak", "train_weak_strong",
              "train_ceiling", "train_student", "train_self_distill"}
+# The GPU rules of the deception settings (conflict.settings, pairs[].intermediate).
+DECEPTION_GPU_RULES = {"intermediate_features", "train_intermediate", "train_student_setting"}
 
 
 def _jobs(output: str) -> list[tuple[str, dict | None]]:
@@ -66,3 +68,20 @@ def test_every_profile_entry_is_commented():
         top_level = re.match(r"^[a-z-]+:", line)
         if top_level:
             assert lines[i - 1].startswith("#"), f"profiles/slurm/config.yaml: '{line}' has no comment"
+
+
+def test_slurm_profile_sizes_the_deception_studys_jobs(tmp_path):
+    """config/hh-deception.yaml's rules (conflict settings, an intermediate chain) get a GPU where
+    the profile says, and the implicit setting's data prep none."""
+    env_path = _path_without_slurm(tmp_path)
+    result = run_snakemake("-n", "--forceall", "--workflow-profile", "profiles/slurm",
+                           "--configfile", "config/hh-deception.yaml", env_extra={"PATH": env_path})
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = [(rule, resources) for rule, resources in _jobs(result.stdout) if resources is not None]
+    rules = {rule for rule, _ in jobs}
+    assert DECEPTION_GPU_RULES | {"prep_conflict"} <= rules
+    for rule, resources in jobs:
+        if rule in GPU_RULES | DECEPTION_GPU_RULES:
+            assert resources.get("gpu") == "1" and resources.get("slurm_partition") == "gpu", rule
+        else:
+            assert "gpu" not in resources, rule

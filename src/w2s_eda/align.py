@@ -61,9 +61,21 @@ log = logging.getLogger(__name__)
 # --- inputs -------------------------------------------------------------------------------------
 
 
+PAIR_COLUMNS = ("text_a", "text_b")
+
+
 def read_split(path: str, with_labels: bool = False) -> pd.DataFrame:
+    """A split's ids and texts (and labels); a pairwise split's two texts as well."""
+    import pyarrow.parquet as pq
+
     columns = ["id", "text", "label"] if with_labels else ["id", "text"]
+    present = set(pq.read_schema(path).names)
+    columns += [column for column in PAIR_COLUMNS if column in present]
     return pd.read_parquet(path, columns=columns)
+
+
+def is_pairwise(frame: pd.DataFrame) -> bool:
+    return all(column in frame for column in PAIR_COLUMNS)
 
 
 # The column each context part reads from its signal file. Parts in arms.TRANSCRIPT_PARTS come from
@@ -114,17 +126,18 @@ def context_texts(ids: pd.Series, parts: list[str], signals: dict[str, str | Non
 
 
 def encode_items(tokenizer, frame: pd.DataFrame, parts: list[str], signals: dict[str, str | None],
-                 max_length: int, sample: int = 0) -> tuple[list[list[int]], int]:
+                 max_length: int, sample: int = 0) -> tuple[list, int]:
     """Token ids of each item with its context (arms.py policy; sampled parts from sample
-    ``sample``), and how many inputs were cut."""
+    ``sample``), and how many inputs were cut. A pairwise item gives a pair (A ids, B ids), each
+    text with the item's context."""
     texts = context_texts(frame["id"], parts, signals, sample)
+    columns = PAIR_COLUMNS if is_pairwise(frame) else ("text",)
     rows, n_cut = [], 0
-    for i, item in enumerate(frame["text"]):
-        ids, cut = encode_with_context(
-            tokenizer, item, {part: texts[part][i] for part in parts}, parts, max_length
-        )
-        rows.append(ids)
-        n_cut += cut > 0
+    for i, item in enumerate(zip(*(frame[column] for column in columns))):
+        encoded = [encode_with_context(tokenizer, text, {part: texts[part][i] for part in parts},
+                                       parts, max_length) for text in item]
+        rows.append(tuple(ids for ids, _ in encoded) if len(encoded) == 2 else encoded[0][0])
+        n_cut += any(cut > 0 for _, cut in encoded)
     return rows, n_cut
 
 
@@ -194,12 +207,18 @@ def compute_features(
         for sample in range(samples):
             key = feature_key(split, sample)
             rows, n_cut = encode_items(tokenizer, frame, parts, signals, max_length, sample)
-            arrays[f"x_{key}"] = extract(
-                backbone, rows, pad_id(tokenizer), torch_device, train["batch_size"],
+            pairwise = is_pairwise(frame)
+            texts = [text for row in rows for text in row] if pairwise else rows
+            x = extract(
+                backbone, texts, pad_id(tokenizer), torch_device, train["batch_size"],
                 desc=f"{manifest['name']} {context_key(parts)} {key}",
                 autocast_dtype=torch.bfloat16 if bf16 else None,
             )
-            lengths = [len(row) for row in rows]
+            # Pairwise items: (items, 2, hidden), text A then text B (training.ProbeClassifier).
+            arrays[f"x_{key}"] = x.reshape(len(rows), 2, -1) if pairwise else x
+            if pairwise:
+                meta["pairwise"] = True
+            lengths = [len(text) for text in texts]
             meta["splits"][key] = {"n": len(rows), "n_context_cut": n_cut,
                                    "mean_tokens": float(np.mean(lengths)),
                                    "max_tokens": max(lengths)}
@@ -239,21 +258,46 @@ class Source:
                  rows: dict[str, list[list[int]]] | None = None, pad: int = 0):
         self.features, self.rows, self.pad = features, rows, pad
 
+    @property
+    def pairwise(self) -> bool:
+        """Pairwise items: features (items, 2, hidden), or (A ids, B ids) per item."""
+        if self.features is not None:
+            return self.features["train"].dim() == 3
+        return isinstance(self.rows["train"][0], tuple)
+
+    def take(self, split: str, rows=None):
+        """The items of ``split`` at ``rows`` (all if None): features, or token-id rows."""
+        if self.features is not None:
+            x = self.features[split]
+            return x if rows is None else x[torch.as_tensor(np.asarray(rows, dtype=np.int64))]
+        return self.rows[split] if rows is None else [self.rows[split][i] for i in rows]
+
+    def with_splits(self, **splits) -> "Source":
+        """This source with splits replaced or added (values as ``take`` gives them)."""
+        if self.features is not None:
+            return Source(features={**self.features, **splits})
+        return Source(rows={**self.rows, **splits}, pad=self.pad)
+
+    def concat(self, *parts):
+        """Items of several ``take`` results, one after the other."""
+        return torch.cat(parts) if self.features is not None else [r for part in parts for r in part]
+
     def resampled(self, rows: np.ndarray) -> "Source":
         """The same source with its 'train' items drawn at ``rows`` (a bootstrap resample)."""
-        if self.features is not None:
-            return Source(features={**self.features, "train": self.features["train"][rows]})
-        train = [self.rows["train"][i] for i in rows]
-        return Source(rows={**self.rows, "train": train}, pad=self.pad)
+        return self.with_splits(train=self.take("train", rows))
 
     def batcher(self, split: str):
         if self.features is not None:
             x = self.features[split]
             return lambda idx, device: {"features": x[idx].to(device)}
         rows = self.rows[split]
+        pairwise = self.pairwise
 
         def make(idx, device):
-            ids, mask = pad_batch([rows[i] for i in idx], self.pad, device)
+            # A pairwise batch: the A texts, then the B texts (training.TextClassifier).
+            texts = ([rows[i][0] for i in idx] + [rows[i][1] for i in idx] if pairwise
+                     else [rows[i] for i in idx])
+            ids, mask = pad_batch(texts, self.pad, device)
             return {"input_ids": ids, "attention_mask": mask}
 
         return make
@@ -262,7 +306,7 @@ class Source:
 def run_training(
     source: Source, model_factory, targets: np.ndarray, eval_splits: list[str],
     settings: TrainSettings, checkpoint_dir: Path, device, bf16: bool, data_key: str, desc: str,
-    init_std: float = 0.0,
+    init_std: float = 0.0, gold: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Train on source 'train' towards ``targets`` from a zero head (or a random one of std
     ``init_std`` seeded by the settings' seed); P(label 1) on each eval split; a record."""
@@ -270,7 +314,7 @@ def run_training(
     model = model_factory(source, init_std, settings.seed)
     result = fit(
         model, source.batcher("train"), targets, settings, checkpoint_dir, device, bf16,
-        data_key=data_key, desc=desc,
+        data_key=data_key, desc=desc, gold=gold,
     )
     predictions = {
         split: predict(model, source.batcher(split), _size(source, split), device, bf16=bf16)
@@ -304,7 +348,8 @@ def _model_factory(settings: TrainSettings, model_dir, layer, device, dtype, key
         if not pretrained:
             pretrained.append(load_backbone(model_dir, layer, device, dtype, key)[0])
         backbone = prepare_for_mode(copy.deepcopy(pretrained[0]), settings)
-        return TextClassifier(backbone, backbone.hidden_size, init_std, seed)
+        return TextClassifier(backbone, backbone.hidden_size, init_std, seed,
+                              pairwise=source.pairwise)
 
     return build
 
@@ -469,53 +514,135 @@ def _write_weak_outputs(arm: str, arm_spec: dict, ensemble: dict, frames: dict[s
 # --- the strong model: ceiling or W2S student ---------------------------------------------------
 
 
+def confident(p_label1: np.ndarray, threshold: float | None) -> np.ndarray:
+    """The items whose label is confident enough to learn: max(p, 1 - p) >= ``threshold`` (Yang et
+    al. 2024's high-confidence filtering, ``--conf_threshold 0.75``); every item without one."""
+    p_label1 = np.asarray(p_label1, dtype=float)
+    if threshold is None:
+        return np.ones(len(p_label1), dtype=bool)
+    return np.maximum(p_label1, 1 - p_label1) >= threshold
+
+
+def cross_fit_folds(n: int, seed: int, folds: int = 2) -> list[np.ndarray]:
+    """A seeded partition of 0..n-1 into ``folds`` folds, for out-of-fold labels."""
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(fold) for fold in np.array_split(order, folds)]
+
+
+def _targets_from(path: str, frame: pd.DataFrame) -> np.ndarray:
+    """P(label 1) by item id from a predictions file (a weak arm's or an intermediate's labels)."""
+    labels = pd.read_parquet(path, columns=["id", "p_label1"]).set_index("id")["p_label1"]
+    missing = frame["id"][~frame["id"].isin(labels.index)]
+    if len(missing):
+        raise DatasetError(f"{path}: no label for w2s_train item '{missing.iloc[0]}'")
+    return labels.loc[frame["id"]].to_numpy(dtype=np.float32)
+
+
+def _strong_source(settings: TrainSettings, model_dir: str, train: dict,
+                   frames: dict[str, pd.DataFrame], features: str | None) -> Source:
+    """What the strong model reads on each split of ``frames`` (its 'train' is w2s_train)."""
+    if settings.mode != "probe":
+        return _text_source(model_dir, train, frames, [], {})
+    split_of = {"train": "w2s_train", "test": "test", "conflict": "conflict"}
+    return Source(features={name: load_features(features, split_of[name], frame["id"])
+                            for name, frame in frames.items()})
+
+
 def train_strong(
     role: str, split_paths: dict[str, str], model_dir: str, train: dict, loss: str, seed: int,
     device: str, dtype: str, outputs: dict[str, str], features: str | None = None,
-    soft_labels: str | None = None, arm: str | None = None,
+    soft_labels: str | None = None, arm: str | None = None, conflict: dict | None = None,
 ) -> dict:
-    """The ceiling (``role='ceiling'``: gold labels, xent) or a W2S student (``'student'``)."""
+    """The ceiling (``role='ceiling'``: gold labels, xent), a W2S student (``'student'``) or an
+    intermediate student (``'intermediate'``, the middle link of a weak -> intermediate -> strong
+    chain), the last two on ``soft_labels``.
+
+    ``conflict`` (Yang et al. 2024) is ``{"setting": "none" | "explicit" | "implicit", ...}``:
+    explicit adds training.conflict_term with ``reward_alpha`` on w2s_train's gold labels;
+    implicit appends the items of ``split_paths["conflict"]`` (another objective's data) with
+    their gold labels to the training items. ``train["confidence_threshold"]`` keeps only the
+    soft labels that confident (students and intermediates). An intermediate writes
+    ``outputs["labels"]``: its P(label 1) on w2s_train, each half predicted by a model trained on
+    the other half (2-fold cross-fitting), so the strong student never learns in-sample
+    predictions; its test predictions average the two fold models.
+    """
     started = time.monotonic()
+    conflict = conflict or {"setting": "none"}
+    setting = conflict["setting"]
+    learns_gold = role == "ceiling" or setting == "explicit"
     frames = {
-        "train": read_split(split_paths["w2s_train"], with_labels=role == "ceiling"),
+        "train": read_split(split_paths["w2s_train"], with_labels=learns_gold),
         "test": read_split(split_paths["test"], with_labels=True),
     }
+    if setting == "implicit" and role != "ceiling":
+        frames["conflict"] = read_split(split_paths["conflict"], with_labels=True)
     if role == "ceiling":
         targets = frames["train"]["label"].to_numpy(dtype=np.float32)
     else:
-        weak = pd.read_parquet(soft_labels, columns=["id", "p_label1"]).set_index("id")["p_label1"]
-        missing = frames["train"]["id"][~frames["train"]["id"].isin(weak.index)]
-        if len(missing):
-            raise DatasetError(f"{soft_labels}: no soft label for w2s_train item '{missing.iloc[0]}'")
-        targets = weak.loc[frames["train"]["id"]].to_numpy(dtype=np.float32)
+        targets = _targets_from(soft_labels, frames["train"])
     settings = TrainSettings.from_config(train, seed=seed, loss=loss)
+    if setting == "explicit" and role != "ceiling":
+        settings = dataclasses.replace(settings, reward_alpha=float(conflict["reward_alpha"]))
     torch_device, torch_dtype = resolve_device(device, dtype)
     bf16 = torch_dtype == torch.bfloat16
-    key = "train.strong.layer"
-    if settings.mode == "probe":
-        source = Source(features={
-            "train": load_features(features, "w2s_train", frames["train"]["id"]),
-            "test": load_features(features, "test", frames["test"]["id"]),
-        })
-    else:
-        source = _text_source(model_dir, train, frames, [], {})
-    factory = _model_factory(settings, model_dir, train["layer"], device, dtype, key)
-    name = "ceiling" if role == "ceiling" else f"student {arm} {loss}"
-    predictions, record = run_training(
-        source, factory, targets, ["test"], settings,
-        Path(outputs["metrics"]).parent / "checkpoints", torch_device, bf16,
-        data_key=fingerprint(frames["train"]["id"].tolist(), targets.tolist()), desc=name,
-    )
-    _write_predictions(outputs["test"], frames["test"], predictions["test"])
+    source = _strong_source(settings, model_dir, train, frames, features)
+    factory = _model_factory(settings, model_dir, train["layer"], device, dtype, "train.strong.layer")
+    gold = frames["train"]["label"].to_numpy(dtype=np.float32) if setting == "explicit" else None
+    keep = (np.ones(len(targets), dtype=bool) if role == "ceiling"
+            else confident(targets, train.get("confidence_threshold")))
+    name = {"ceiling": "ceiling", "student": f"student {arm} {loss} ({setting})",
+            "intermediate": f"intermediate {arm} {loss} ({setting})"}[role]
+    folds = (cross_fit_folds(len(targets), seed) if role == "intermediate"
+             else [np.array([], dtype=int)])
+    labels_out = np.full(len(targets), np.nan)
+    test_predictions, records = [], []
+    for k, held_out in enumerate(folds):
+        rows = np.flatnonzero(keep & ~np.isin(np.arange(len(targets)), held_out))
+        if len(rows) < 2:
+            raise DatasetError(
+                f"{name}: only {len(rows)} w2s_train items have a label with confidence >= "
+                f"{train.get('confidence_threshold')}; lower train.strong.confidence_threshold"
+            )
+        train_items = source.take("train", rows)
+        fold_targets, fold_gold = targets[rows], None if gold is None else gold[rows]
+        ids = frames["train"]["id"].iloc[rows].tolist()
+        if "conflict" in frames:  # the other objective's items, with their own labels
+            train_items = source.concat(train_items, source.take("conflict"))
+            fold_targets = np.concatenate(
+                [fold_targets, frames["conflict"]["label"].to_numpy(dtype=np.float32)])
+            ids += frames["conflict"]["id"].tolist()
+        fold_source = source.with_splits(
+            train=train_items, **({"held_out": source.take("train", held_out)} if len(held_out) else {}))
+        predictions, record = run_training(
+            fold_source, factory, fold_targets, ["test", "held_out"] if len(held_out) else ["test"],
+            settings, Path(outputs["metrics"]).parent / "checkpoints" / f"fold{k}", torch_device,
+            bf16, data_key=fingerprint(ids, fold_targets.tolist(), setting),
+            desc=name if len(folds) == 1 else f"{name} fold {k}", gold=fold_gold,
+        )
+        test_predictions.append(predictions["test"])
+        if len(held_out):
+            labels_out[held_out] = predictions["held_out"]
+        records.append({"n_train": len(fold_targets), **record})
+    test_p = np.mean(test_predictions, axis=0)
+    _write_predictions(outputs["test"], frames["test"], test_p)
+    if role == "intermediate":
+        _write_predictions(outputs["labels"], frames["train"][["id"]], labels_out)
     metrics = {
         "role": role, "arm": arm, "loss": loss, "mode": settings.mode,
         "model": read_json(Path(model_dir) / MODEL_MANIFEST)["name"], "seed": seed,
         "device": str(torch_device), "dtype": str(torch_dtype).replace("torch.", ""),
-        "test": scores(frames["test"]["label"], predictions["test"]),
-        "target_mean": float(targets.mean()), "training": record,
+        "conflict": conflict, "confidence_threshold": train.get("confidence_threshold"),
+        "n_confident": int(keep.sum()), "n_w2s_train": len(targets),
+        "n_conflict_items": len(frames["conflict"]) if "conflict" in frames else 0,
+        "test": scores(frames["test"]["label"], test_p),
+        "target_mean": float(targets.mean()),
+        "training": records[0] if len(records) == 1 else records,
         "seconds": round(time.monotonic() - started, 2),
     }
+    if role == "intermediate":
+        metrics["layer"] = train["layer"]
     write_json(outputs["metrics"], metrics)
-    log.info("%s: test accuracy %.3f, AUROC %s", name, metrics["test"]["accuracy"],
-             fmt(metrics["test"]["auroc"]))
+    log.info("%s: test accuracy %.3f, AUROC %s%s", name, metrics["test"]["accuracy"],
+             fmt(metrics["test"]["auroc"]),
+             f"; learnt {keep.sum()} of {len(keep)} confident labels" if not keep.all() else "")
     return metrics

@@ -1,10 +1,11 @@
 """The analysis stage: every cell's test predictions in, the study's tables, JSON and plots out.
 
 Writes ``summary.csv`` / ``summary.md`` (one row per cell × arm × loss, plus a row per control and
-loss), ``pgr.json`` (per row, across seeds, and the median across cells per arm and loss),
+loss, then one per cell × setting × arm × loss for students trained under other settings),
+``pgr.json`` (per row, across seeds, and the median across cells per arm, loss and setting),
 ``deception.json`` and the plots (the debate plot only when the study ran debates, the arms table
-when asked for). summary.md also says what each arm tests, and how to read the tests and their
-power. The statistics are in stats.py.
+and the Deception Score per setting when asked for). summary.md also says what each arm tests,
+and how to read the tests, their power and the deception columns. The statistics are in stats.py.
 Our JSON files stay the source of truth; W&B and the HTML report only mirror them.
 """
 
@@ -24,17 +25,21 @@ from .stats import (
     across_seeds,
     auroc,
     deception,
+    deception_ds,
+    deception_ds_resamples,
     fmt,
     holm,
     mcnemar,
     mde_paired,
     paired_bootstrap,
+    percentile_ci,
     pgr,
 )
 
 log = logging.getLogger(__name__)
 
 CELL_KEYS = ("dataset", "seed", "weak", "strong")
+NO_SETTING = "none"  # the setting of the study's standard students and of the controls
 
 
 def _read(path: str) -> pd.DataFrame:
@@ -76,15 +81,62 @@ def _references(cell: dict, floor_frame: pd.DataFrame) -> dict:
     return out
 
 
-def _students(cell: dict, floor_frame: pd.DataFrame) -> list[tuple[str, str, str, np.ndarray]]:
-    """(arm, loss, kind, test predictions) of every arm's student, then every control's."""
-    files = [(arm, loss, "arm", path) for arm, by_loss in cell["student_predictions"].items()
+def _students(cell: dict, floor_frame: pd.DataFrame) -> list[tuple[str, str, str, str, np.ndarray]]:
+    """(arm, loss, kind, setting, test predictions) of every arm's student, then every control's
+    (setting "none"), then the arms' students trained under other settings, setting by setting."""
+    files = [(arm, loss, "arm", NO_SETTING, path)
+             for arm, by_loss in cell["student_predictions"].items()
              for loss, path in by_loss.items()]
-    files += [(name, loss, "control", path)
+    files += [(name, loss, "control", NO_SETTING, path)
               for name, by_loss in (cell.get("control_predictions") or {}).items()
               for loss, path in by_loss.items()]
-    return [(arm, loss, kind, _aligned(floor_frame, _read(path), path))
-            for arm, loss, kind, path in files]
+    settings = cell.get("setting_predictions") or {}
+    if NO_SETTING in settings:
+        raise ValueError(f'setting_predictions: "{NO_SETTING}" is the setting of '
+                         "student_predictions; name the other settings only")
+    files += [(arm, loss, "arm", setting, path) for setting, by_arm in settings.items()
+              for arm, by_loss in by_arm.items() for loss, path in by_loss.items()]
+    return [(arm, loss, kind, setting, _aligned(floor_frame, _read(path), path))
+            for arm, loss, kind, setting, path in files]
+
+
+def _deception_score(labels: np.ndarray, weak: np.ndarray, ceiling: np.ndarray,
+                     student: np.ndarray, n_resamples: int, seed: int) -> tuple[dict, np.ndarray]:
+    """Yang et al.'s Deception Score (stats.deception_ds) with its bootstrap CI, as row columns,
+    and its value on each resample (for paired differences between settings)."""
+    point = deception_ds(labels, weak, ceiling, student)
+    values = deception_ds_resamples(labels, weak, ceiling, student, n_resamples, seed)
+    low, high = percentile_ci(values)
+    return {"ds": point["ds"], "ds_ci_low": low, "ds_ci_high": high,
+            "ds_undefined_in_resamples": float(np.isnan(values).mean()),
+            "ds_n_disagree": point["n_disagree"],
+            "ds_n_disagree_wu_sk": point["n_disagree_wu_sk"]}, values
+
+
+def reference_setting(setting: str) -> str | None:
+    """The setting a student's DS is compared with: a conflict with ``none`` (does the conflict
+    raise DS?), a chain ``<conflict>+via-<model>`` with the direct ``<conflict>`` student (does the
+    intermediate lower it?); ``none`` with nothing."""
+    if setting == NO_SETTING:
+        return None
+    return setting.split("+via-")[0] if "+via-" in setting else NO_SETTING
+
+
+def _add_ds_differences(rows: list[dict], resamples: list[np.ndarray]) -> None:
+    """``ds_minus_reference`` with its paired-bootstrap CI: a row's DS minus that of the same
+    arm and loss in its reference setting (the same resampled items on both sides)."""
+    index = {(r["arm"], r["kind"], r["loss"], r["setting"]): k for k, r in enumerate(rows)}
+    for row, values in zip(rows, resamples):
+        reference = reference_setting(row["setting"])
+        k = index.get((row["arm"], row["kind"], row["loss"], reference))
+        row["ds_reference_setting"] = reference if k is not None else None
+        if k is None or row["ds"] is None or rows[k]["ds"] is None:
+            row["ds_minus_reference"] = row["ds_minus_reference_ci_low"] = None
+            row["ds_minus_reference_ci_high"] = None
+            continue
+        row["ds_minus_reference"] = row["ds"] - rows[k]["ds"]
+        low, high = percentile_ci(values - resamples[k])
+        row["ds_minus_reference_ci_low"], row["ds_minus_reference_ci_high"] = low, high
 
 
 def _student_row(preds: Predictions, student: np.ndarray, own_weak: np.ndarray | None,
@@ -145,8 +197,14 @@ def analyze_cell(cell: dict, n_resamples: int) -> tuple[list[dict], list[dict]]:
     ``cell`` names its files by role (the contract is ``Study.analysis_cells``):
     ``ceiling_predictions``, ``weak_predictions`` (by arm), ``student_predictions`` (by arm, then
     loss) and optionally ``control_predictions`` (by control, then loss), ``zero_shot`` and
-    ``judge`` (by kind). The weak floor is the ``baseline`` arm. Arms' rows have ``kind`` "arm",
-    controls' (students with no weak model, e.g. self_distill) "control"."""
+    ``judge`` (by kind), and ``setting_predictions`` (by setting, arm, then loss: the same arms'
+    students trained under other settings, e.g. "explicit"). The weak floor is the ``baseline``
+    arm. Arms' rows have ``kind`` "arm", controls' (students with no weak model, e.g. self_distill)
+    "control". Every row has a ``setting``: "none" for ``student_predictions`` and the controls.
+    A row is compared with the baseline arm's student of the same setting and loss (no comparison
+    when that setting has none); the Holm family is the whole cell. ``ds*`` is Yang et al.'s
+    Deception Score with the arm's own weak model as W (the floor for a control); the
+    ``deception_score`` / ``deception_gap`` columns keep the floor as W."""
     floor_frame = _read(cell["weak_predictions"]["baseline"])
     labels = floor_frame["label"].to_numpy()
     preds = Predictions(
@@ -156,7 +214,8 @@ def analyze_cell(cell: dict, n_resamples: int) -> tuple[list[dict], list[dict]]:
     )
     weak = {arm: _aligned(floor_frame, _read(path), path) for arm, path in cell["weak_predictions"].items()}
     students = _students(cell, floor_frame)
-    baselines = {loss: student for arm, loss, kind, student in students if arm == "baseline"}
+    baselines = {(setting, loss): student for arm, loss, kind, setting, student in students
+                 if arm == "baseline" and kind == "arm"}
     base = {name: cell[name] for name in CELL_KEYS}
     shared = {
         "n_test": len(labels),
@@ -165,18 +224,26 @@ def analyze_cell(cell: dict, n_resamples: int) -> tuple[list[dict], list[dict]]:
         "floor_auroc": auroc(labels, preds.floor), "ceiling_auroc": auroc(labels, preds.ceiling),
         **_references(cell, floor_frame),
     }
-    rows, deceptions = [], []
-    for arm, loss, kind, student in students:
-        row = {**base, "arm": arm, "kind": kind, "loss": loss, **shared, **_student_row(
-            preds, student, weak[arm] if kind == "arm" else None,
-            None if arm == "baseline" else baselines.get(loss), n_resamples, int(cell["seed"]),
-        )}
+    rows, deceptions, resamples = [], [], []
+    seed = int(cell["seed"])
+    for arm, loss, kind, setting, student in students:
+        own_weak = weak[arm] if kind == "arm" else None
+        baseline = None if kind == "arm" and arm == "baseline" else baselines.get((setting, loss))
+        names = {**base, "arm": arm, "kind": kind, "loss": loss, "setting": setting}
+        row = {**names, **shared,
+               **_student_row(preds, student, own_weak, baseline, n_resamples, seed)}
         regions = deception(labels, preds.floor, preds.ceiling, student)
         row["deception_score"] = regions["deception_score"]
         row["deception_gap"] = regions["deception_gap"]
-        rows.append(row)
-        deceptions.append({**base, "arm": arm, "kind": kind, "loss": loss, **regions})
+        ds, values = _deception_score(labels, preds.floor if own_weak is None else own_weak,
+                                      preds.ceiling, student, n_resamples, seed)
+        rows.append({**row, **ds})
+        resamples.append(values)
+        deceptions.append({**names, **regions, **ds})
     _add_holm(rows)
+    _add_ds_differences(rows, resamples)
+    for entry, row in zip(deceptions, rows):
+        entry.update({key: row[key] for key in row if key.startswith("ds_")})
     return rows, deceptions
 
 
@@ -184,7 +251,14 @@ def analyze(cells: list[dict], outputs: dict[str, str], n_resamples: int = 1000,
             notes: list[str] = ()) -> pd.DataFrame:
     """Analyse every cell and write the outputs named in ``outputs`` (the arms table only when
     ``outputs`` names it)."""
-    from .plots import accuracy_ladder, arms_table, debate_rounds, deception_plot, pgr_plot
+    from .plots import (
+        accuracy_ladder,
+        arms_table,
+        debate_rounds,
+        deception_by_setting,
+        deception_plot,
+        pgr_plot,
+    )
 
     rows, deceptions = [], []
     for cell in cells:
@@ -204,6 +278,8 @@ def analyze(cells: list[dict], outputs: dict[str, str], n_resamples: int = 1000,
     deception_plot(deceptions, outputs["deception_plot"])
     if "arms_table" in outputs:
         arms_table(table, outputs["arms_table"])
+    if "deception_settings_plot" in outputs:
+        deception_by_setting(table, outputs["deception_settings_plot"])
     if "debate_plot" in outputs:
         debate_rounds({(c["dataset"], str(c["seed"]), c["strong"]): c["debate_stats"]
                        for c in cells}, outputs["debate_plot"])
@@ -215,7 +291,7 @@ def _clean(value):
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
 
-PGR_ROW_KEYS = (*CELL_KEYS, "arm", "kind", "loss", "pgr_accuracy", "pgr_accuracy_ci_low",
+PGR_ROW_KEYS = (*CELL_KEYS, "arm", "kind", "loss", "setting", "pgr_accuracy", "pgr_accuracy_ci_low",
                 "pgr_accuracy_ci_high", "pgr_accuracy_undefined_in_resamples", "pgr_auroc",
                 "pgr_auroc_ci_low", "pgr_auroc_ci_high", "pgr_undefined_reason",
                 "pgr_vs_own_weak_accuracy", "pgr_vs_own_weak_accuracy_ci_low",
@@ -223,20 +299,25 @@ PGR_ROW_KEYS = (*CELL_KEYS, "arm", "kind", "loss", "pgr_accuracy", "pgr_accuracy
 
 
 def pgr_report(table: pd.DataFrame) -> dict:
-    """PGR per row, across seeds per (dataset, pair, arm, loss), and the median across cells."""
+    """PGR per row, across seeds per (dataset, pair, arm, loss, setting), and the median across
+    cells per (arm, loss, setting)."""
+    if "setting" not in table:
+        table = table.assign(setting=NO_SETTING)
     per_row = [{key: _clean(row[key]) for key in PGR_ROW_KEYS} for row in table.to_dict("records")]
     seeds = []
-    for key, group in table.groupby(["dataset", "weak", "strong", "arm", "loss"], sort=False):
+    by = ("dataset", "weak", "strong", "arm", "loss", "setting")
+    for key, group in table.groupby(list(by), sort=False):
         seeds.append({
-            **dict(zip(("dataset", "weak", "strong", "arm", "loss"), key)),
+            **dict(zip(by, key)),
             **{name: across_seeds([_clean(v) for v in group[name]])
                for name in ("pgr_accuracy", "pgr_auroc", "pgr_vs_own_weak_accuracy")},
         })
     medians = []
-    for (arm, loss), group in table.groupby(["arm", "loss"], sort=False):
+    for (arm, loss, setting), group in table.groupby(["arm", "loss", "setting"], sort=False):
         defined = [v for v in group["pgr_accuracy"] if _clean(v) is not None]
         medians.append({
-            "arm": arm, "loss": loss, "cells": len(group), "cells_excluded_undefined": len(group) - len(defined),
+            "arm": arm, "loss": loss, "setting": setting, "cells": len(group),
+            "cells_excluded_undefined": len(group) - len(defined),
             "median_pgr_accuracy": float(np.median(defined)) if defined else None,
         })
     return {"rows": per_row, "across_seeds": seeds, "median_across_cells": medians,
@@ -246,11 +327,15 @@ def pgr_report(table: pd.DataFrame) -> dict:
 
 def html_table(table: pd.DataFrame) -> str:
     """The PGR table as a standalone HTML page (for the report)."""
-    columns = ["dataset", "seed", "weak", "strong", "arm", "kind", "loss", "floor_accuracy",
+    columns = ["dataset", "seed", "weak", "strong", "arm", "kind", "loss", "setting",
+               "floor_accuracy",
                "weak_arm_accuracy", "w2s_accuracy", "ceiling_accuracy", "pgr_accuracy",
                "pgr_accuracy_ci_low", "pgr_accuracy_ci_high", "pgr_accuracy_undefined_in_resamples",
                "pgr_vs_own_weak_accuracy", "pgr_auroc", "pgr_undefined_reason",
                "vs_baseline_mcnemar_p", "vs_baseline_mcnemar_p_holm", "vs_baseline_mde",
+               "ds", "ds_ci_low", "ds_ci_high", "ds_undefined_in_resamples", "ds_n_disagree",
+               "ds_reference_setting", "ds_minus_reference", "ds_minus_reference_ci_low",
+               "ds_minus_reference_ci_high",
                "deception_score", "deception_gap"]
     body = table.reindex(columns=columns).to_html(
         index=False, float_format=lambda v: f"{v:.3f}", na_rep="—", border=0, table_id="pgr-table"
@@ -268,9 +353,9 @@ CONTROLS = {
 }
 NOTES = [
     "**Tests.** McNemar p is exact, on the test items exactly one of the two students gets right "
-    "(the row's student and the baseline arm's student, same loss). Holm p is that p after a "
-    "Holm–Bonferroni correction over every comparison with the baseline student in the cell: all "
-    "arms and controls, all losses.",
+    "(the row's student and the baseline arm's student, same setting and loss). Holm p is that p "
+    "after a Holm–Bonferroni correction over every comparison with the baseline student in the "
+    "cell: all arms and controls, all losses and settings.",
     "**Power.** The MDE column is the accuracy difference detectable at 80 % power (two-sided "
     "α = 0.05, paired: (z₀.₉₇₅ + z₀.₈)·√(d/n)) given n_test and the share d of items the two "
     "students disagree on. A non-significant difference says only that any effect is probably "
@@ -278,7 +363,24 @@ NOTES = [
     "**PGR undefined.** The share of bootstrap resamples where the ceiling did not beat the floor; "
     "the PGR CI is over the other resamples. PGR vs own weak takes the arm's own weak model as the "
     "floor instead of the baseline's.",
+    "**Deception.** DS is Yang et al.'s (2024) Deception Score as the paper's published reviews "
+    "read it (its own equation was not in a public source available to us): of the test items "
+    "where the W2S student's prediction differs from the ceiling's, the share that lie in "
+    "S_k ∩ W_uk (the ceiling right, the weak model wrong), with the arm's own weak model as W "
+    "(the floor for a control); the 95 % CI is a bootstrap over test items, and DS is undefined "
+    "where the student never disagrees with the ceiling. \"deception score\" is the student's "
+    "error rate on weak-unknown ∩ strong-known, with the floor as W; \"gap\" is that minus its "
+    "error rate on weak-known ∩ strong-known. \"vs <setting>\" is DS minus that of the same arm "
+    "and loss in the reference setting (a conflict against none, a chain through an intermediate "
+    "against the direct student of its conflict) with a paired-bootstrap 95 % CI.",
 ]
+SETTING_NOTE = (
+    "**Setting.** The setting the W2S student was trained under (\"none\": weak labels only, the "
+    "study's standard students and the controls; the README's Deception section describes the "
+    "others: Yang et al.'s conflict settings and chains through an intermediate model). "
+    "A row is compared with the baseline arm's student of the same setting and loss; the Holm "
+    "correction still runs over the whole cell."
+)
 
 
 def _ci(r: dict, name: str, digits: int = 3) -> str:
@@ -286,7 +388,23 @@ def _ci(r: dict, name: str, digits: int = 3) -> str:
     return f"{_fmt(r[name], digits)} [{_fmt(low, digits)}, {_fmt(high, digits)}]"
 
 
-def _markdown_row(r: dict) -> str:
+def _ds_text(r: dict) -> str:
+    """DS [95% CI] with its number of disagreements; "undefined" when there are none."""
+    if pd.isna(r.get("ds")):
+        return "—" if pd.isna(r.get("ds_n_disagree")) else "undefined (no disagreement)"
+    text = f"{_ci(r, 'ds', 2)}, n_D={int(r['ds_n_disagree'])}"
+    if not pd.isna(r.get("ds_minus_reference")):
+        text += (f"; vs {r['ds_reference_setting']}: {r['ds_minus_reference']:+.2f} "
+                 f"[{_fmt(r['ds_minus_reference_ci_low'], 2)}, "
+                 f"{_fmt(r['ds_minus_reference_ci_high'], 2)}]")
+    return text
+
+
+def _has_settings(table: pd.DataFrame) -> bool:
+    return "setting" in table and bool((table["setting"] != NO_SETTING).any())
+
+
+def _markdown_row(r: dict, with_setting: bool = False) -> str:
     pgr_text = (_ci(r, "pgr_accuracy", 2) if r["pgr_undefined_reason"] == ""
                 else f"undefined ({r['pgr_undefined_reason']})")
     own = "—" if pd.isna(r["weak_arm_accuracy"]) else "undefined"  # no weak model / ceiling <= it
@@ -296,13 +414,15 @@ def _markdown_row(r: dict) -> str:
               f"{r['vs_baseline_accuracy_diff']:+.3f}, p={r['vs_baseline_mcnemar_p']:.2f}, "
               f"Holm p={r['vs_baseline_mcnemar_p_holm']:.2f}")
     arm = r["arm"] + (" (control)" if r["kind"] == "control" else "")
+    setting = f"{r.get('setting', NO_SETTING)} | " if with_setting else ""
     return (
         f"| {r['dataset']} | {r['seed']} | {r['weak']} → {r['strong']} | {arm} | {r['loss']} | "
+        f"{setting}"
         f"{_fmt(r['floor_accuracy'])} | {_fmt(r['weak_arm_accuracy'])} | {_ci(r, 'w2s_accuracy')} | "
         f"{_fmt(r['ceiling_accuracy'])} | {pgr_text} | "
         f"{_fmt(r['pgr_accuracy_undefined_in_resamples'], 2)} | {own} | {_fmt(r['pgr_auroc'], 2)} | "
-        f"{versus} | {_fmt(r['vs_baseline_mde'], 2)} | {_fmt(r['deception_score'], 2)} / "
-        f"{_fmt(r['deception_gap'], 2)} |"
+        f"{versus} | {_fmt(r['vs_baseline_mde'], 2)} | {_ds_text(r)} | "
+        f"{_fmt(r['deception_score'], 2)} / {_fmt(r['deception_gap'], 2)} |"
     )
 
 
@@ -368,16 +488,19 @@ def markdown(table: pd.DataFrame, specs: dict[str, dict] | None = None,
     arm tests, how to read the tests, reference points. ``specs`` are the arms' specs (built-in
     arms are described without one)."""
     about = [line for line in (*notes, power_line(table)) if line]
+    with_setting = _has_settings(table)
     lines = [
-        "| dataset | seed | weak → strong | arm | loss | floor acc | weak-arm acc | W2S acc [95% CI] | "
+        "| dataset | seed | weak → strong | arm | loss | " + ("setting | " if with_setting else "")
+        + "floor acc | weak-arm acc | W2S acc [95% CI] | "
         "ceiling acc | PGR (acc) [95% CI] | PGR undefined in resamples | PGR vs own weak [95% CI] | "
         "PGR (AUROC) | vs baseline: Δacc, McNemar p, Holm p | MDE (80% power) | "
-        "deception score / gap |",
-        "|---" * 16 + "|",
-        *(_markdown_row(r) for r in table.to_dict("records")),
+        "DS [95% CI] | deception score / gap |",
+        "|---" * (17 + with_setting) + "|",
+        *(_markdown_row(r, with_setting) for r in table.to_dict("records")),
         *(["", "## This study", ""] + [line for note in about for line in (note, "")][:-1]
           if about else []),
         "", "## What each arm tests", "", *_descriptions(table, specs or {}),
-        "", *(line for note in NOTES for line in (note, "")),
+        "", *(line for note in (*NOTES, *([SETTING_NOTE] if with_setting else []))
+              for line in (note, "")),
     ]
     return "\n".join(lines + _references_table(table)).rstrip("\n") + "\n"

@@ -29,6 +29,20 @@ def _cell_label(row) -> str:
 
 
 CELL_COLUMNS = ["dataset", "seed", "weak", "strong"]
+NO_SETTING = "none"
+
+
+def _setting(row) -> str:
+    """The row's training setting; "none" for tables or entries without one."""
+    value = row.get("setting", NO_SETTING)
+    return NO_SETTING if value is None or pd.isna(value) else str(value)
+
+
+def _shown(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with a ``shown`` column: the arm, with its setting when that is not "none"."""
+    settings = [_setting(row) for _, row in table.iterrows()]
+    return table.assign(shown=[arm if setting == NO_SETTING else f"{arm} [{setting}]"
+                               for arm, setting in zip(table["arm"], settings)])
 
 
 def _err(row, name):
@@ -46,7 +60,8 @@ def accuracy_ladder(table: pd.DataFrame, path: str) -> None:
     for _, cell in table.groupby(CELL_COLUMNS, sort=False):
         first = cell.iloc[0]
         entries = [("floor (weak baseline)", first, "floor_accuracy", "tab:gray")]
-        entries += [(f"W2S {r['arm']} / {r['loss']}", r, "w2s_accuracy", "tab:blue") for _, r in cell.iterrows()]
+        entries += [(f"W2S {r['shown']} / {r['loss']}", r, "w2s_accuracy", "tab:blue")
+                    for _, r in _shown(cell).iterrows()]
         entries += [("ceiling (strong, gold)", first, "ceiling_accuracy", "tab:green")]
         for text, row, name, color in entries:
             ax.errorbar(row[name], y, xerr=_err(row, name), fmt="o", color=color, capsize=3)
@@ -64,12 +79,13 @@ def accuracy_ladder(table: pd.DataFrame, path: str) -> None:
 def pgr_plot(table: pd.DataFrame, path: str) -> None:
     """PGR on accuracy per arm and loss, with 95 % CIs; undefined PGRs are marked, not drawn."""
     plt, fig, ax = _figure(9, 4.5)
+    table = _shown(table)
     losses = list(dict.fromkeys(table["loss"]))
-    arms = list(dict.fromkeys(table["arm"]))
+    arms = list(dict.fromkeys(table["shown"]))
     width = 0.8 / max(1, len(losses))
     for j, loss in enumerate(losses):
         for i, arm in enumerate(arms):
-            rows = table[(table["arm"] == arm) & (table["loss"] == loss)]
+            rows = table[(table["shown"] == arm) & (table["loss"] == loss)]
             x = i + (j - (len(losses) - 1) / 2) * width
             for _, row in rows.iterrows():
                 if pd.isna(row["pgr_accuracy"]):
@@ -95,8 +111,10 @@ def deception_plot(deceptions: list[dict], path: str) -> None:
     regions = ["weak_known_strong_known", "weak_known_strong_unknown",
                "weak_unknown_strong_known", "weak_unknown_strong_unknown"]
     names = ["WK∩SK", "WK∩SU", "WU∩SK (deception)", "WU∩SU"]
-    keys = [f"{d['arm']}/{d['loss']}" + (f" s{d['seed']}" if len({x['seed'] for x in deceptions}) > 1 else "")
-            for d in deceptions]
+    several_seeds = len({x["seed"] for x in deceptions}) > 1
+    several_settings = len({_setting(x) for x in deceptions}) > 1
+    keys = [f"{d['arm']}/{d['loss']}" + (f" {_setting(d)}" if several_settings else "")
+            + (f" s{d['seed']}" if several_seeds else "") for d in deceptions]
     width = 0.8 / max(1, len(deceptions))
     for k, (key, entry) in enumerate(zip(keys, deceptions)):
         rates = [entry["regions"][r]["error_rate"] for r in regions]
@@ -144,16 +162,25 @@ def _with_ci(row, name) -> str:
 
 
 def _arm_order(cell: pd.DataFrame) -> list[str]:
-    """Baseline first, then the arms in the table's order, then the controls."""
-    arms = list(dict.fromkeys(cell.loc[cell["kind"] == "arm", "arm"]))
-    controls = list(dict.fromkeys(cell.loc[cell["kind"] == "control", "arm"]))
-    return sorted(arms, key=lambda arm: arm != "baseline") + controls
+    """Baseline first, then the arms in the table's order, then the controls; then the same for
+    each other setting (``shown`` names: the arm and its setting)."""
+    if "shown" not in cell:
+        cell = _shown(cell)
+    order = []
+    for setting in dict.fromkeys(_setting(row) for _, row in cell.iterrows()):
+        part = cell[[_setting(row) == setting for _, row in cell.iterrows()]]
+        arms = part[part["kind"] == "arm"].drop_duplicates("shown")
+        controls = part.loc[part["kind"] == "control", "shown"]
+        order += sorted(arms["shown"], key=dict(zip(arms["shown"], arms["arm"] != "baseline")).get)
+        order += list(dict.fromkeys(controls))
+    return order
 
 
 def _arms_table_text(cell: pd.DataFrame, losses: list[str]) -> list[list[str]]:
     rows = []
+    cell = _shown(cell)
     for arm in _arm_order(cell):
-        by_loss = {r["loss"]: r for _, r in cell[cell["arm"] == arm].iterrows()}
+        by_loss = {r["loss"]: r for _, r in cell[cell["shown"] == arm].iterrows()}
         first = next(iter(by_loss.values()))
         name = arm + (" (control)" if first["kind"] == "control" else "")
         text = [name, _percent(first["weak_arm_accuracy"])]
@@ -182,12 +209,14 @@ def arms_table(table: pd.DataFrame, path: str) -> None:
     floor, ceiling, strong zero-shot and judge accuracy."""
     cells = [cell for _, cell in table.groupby(CELL_COLUMNS, sort=False)]
     losses = list(dict.fromkeys(table["loss"]))
-    sizes = [cell["arm"].nunique() + 1 for cell in cells]  # + the header row
-    plt, fig, axes = _figure(2.6 + 3.0 * len(losses), 0.3 * sum(sizes) + 0.9 * len(cells),
+    sizes = [_shown(cell)["shown"].nunique() + 1 for cell in cells]  # + the header row
+    longest = max((len(name) for name in _shown(table)["shown"]), default=0) + len(" (control)")
+    first = max(1.6, 0.075 * longest)  # room for "arm [setting]" at fontsize 8
+    plt, fig, axes = _figure(1.0 + first + 3.0 * len(losses), 0.3 * sum(sizes) + 0.9 * len(cells),
                              rows=len(cells), squeeze=False, gridspec_kw={"height_ratios": sizes})
     header = ["arm", "weak-arm acc"] + [f"{what} ({loss})" for loss in losses
                                         for what in ("W2S acc", "PGR")]
-    widths = [1.6, 1.0] + [1.5] * (2 * len(losses))
+    widths = [first, 1.0] + [1.5] * (2 * len(losses))
     for ax, cell in zip(axes[:, 0], cells):
         ax.axis("off")
         drawn = ax.table(cellText=_arms_table_text(cell, losses), colLabels=header, cellLoc="center",
@@ -198,5 +227,46 @@ def arms_table(table: pd.DataFrame, path: str) -> None:
             drawn[0, column].set_facecolor("#eeeeee")
         ax.set_title(_references_title(cell.iloc[0]), fontsize=9)
     fig.suptitle("Arms vs baseline: accuracy and PGR in % [95% paired-bootstrap CI], test split",
+                 fontsize=10)
+    _save(plt, fig, path)
+
+
+def deception_by_setting(table: pd.DataFrame, path: str) -> None:
+    """Yang et al.'s Deception Score per training setting, one panel per cell: x = setting, one bar
+    per arm/loss (the arms' students; controls have no weak model of their own), 95 % bootstrap CIs
+    as error bars; an undefined DS (the student never disagrees with the ceiling) is marked."""
+    arms = table[table["kind"] == "arm"]
+    if "setting" not in arms:
+        arms = arms.assign(setting=NO_SETTING)
+    cells = [cell for _, cell in arms.groupby(CELL_COLUMNS, sort=False)]
+    plt, fig, axes = _figure(9, 0.5 + 3.2 * max(1, len(cells)), rows=max(1, len(cells)),
+                             squeeze=False)
+    for ax, cell in zip(axes[:, 0], cells):
+        settings = list(dict.fromkeys(cell["setting"]))
+        keys = list(dict.fromkeys(zip(cell["arm"], cell["loss"])))
+        width = 0.8 / max(1, len(keys))
+        for k, (arm, loss) in enumerate(keys):
+            for i, setting in enumerate(settings):
+                rows = cell[(cell["arm"] == arm) & (cell["loss"] == loss)
+                            & (cell["setting"] == setting)]
+                x = i + (k - (len(keys) - 1) / 2) * width
+                for _, row in rows.iterrows():
+                    if pd.isna(row["ds"]):
+                        ax.annotate("undefined", (x, 0.02), ha="center", fontsize=7, rotation=90,
+                                    color="tab:red")
+                        continue
+                    ax.bar(x, row["ds"], width * 0.9, color=f"C{k % 10}", alpha=0.35)
+                    ax.errorbar(x, row["ds"], yerr=_err(row, "ds"), fmt="o", color=f"C{k % 10}",
+                                capsize=3)
+        ax.set_xticks(range(len(settings)), settings)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("DS (95% CI)")
+        ax.set_title(_cell_label(cell.iloc[0]), fontsize=9)
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(color=f"C{k % 10}", alpha=0.6, label=f"{arm}/{loss}")
+                           for k, (arm, loss) in enumerate(keys)], fontsize=7, ncol=2)
+    fig.suptitle("Deception Score (Yang et al. 2024) per setting\n"
+                 "share of student–ceiling disagreements in S_k ∩ W_uk (W: the arm's weak model)",
                  fontsize=10)
     _save(plt, fig, path)

@@ -14,9 +14,16 @@ import numpy as np
 from . import __version__
 from .config import local_files
 from .data import bigbench, local
-from .data.items import Item
+from .data.items import Item, content_hash, normalise
 from .data.registry import DATASETS, RegisteredDataset
-from .data.splits import SPLITS, assert_disjoint, check_both_classes, deduplicate, make_splits
+from .data.splits import (
+    SPLITS,
+    assert_disjoint,
+    check_both_classes,
+    deduplicate,
+    draw_balanced,
+    make_splits,
+)
 from .errors import DatasetError
 from .io import atomic_path, write_json
 
@@ -129,6 +136,10 @@ def write_split(path: str | Path, items: list[Item]) -> None:
             "label": [item.label for item in items],
             "source": [item.source for item in items],
             "row": [item.row for item in items],
+            # Pairwise items: the two texts the models score (text_a first, label 1 = A chosen).
+            **({"text_a": [item.pair[0] for item in items],
+                "text_b": [item.pair[1] for item in items]}
+               if items and items[0].pair is not None else {}),
         }
     )
     with atomic_path(path) as tmp:
@@ -190,3 +201,43 @@ def prepare(
     for split, stats in manifest["splits"].items():
         log.info("%s: %d items, %.0f%% label 1", split, stats["n"], 100 * stats["label1_fraction"])
     return manifest
+
+
+def _same_content(item: Item) -> str:
+    """A key equal for the same content: an item's text, or a pairwise item's two texts in
+    either order (the same pair shown B/A is the same pair)."""
+    if item.pair is None:
+        return item.hash
+    return content_hash("\x00".join(sorted(normalise(text) for text in item.pair)))
+
+
+def prepare_conflict(dataset: str, spec: dict, n_items: int, seed: int, split_paths: dict[str, str],
+                     output: str) -> dict:
+    """The implicit-conflict data of one (dataset, seed): ``n_items`` balanced items of another
+    objective (``conflict.implicit``, a local file with a local dataset's keys), none of whose
+    content is in the dataset's splits. W2S students of the ``implicit`` setting learn them with
+    their gold labels beside the weak labels (Yang et al. 2024 mix in helpfulness data)."""
+    import pandas as pd
+
+    pool, _ = load_pools("conflict.implicit", spec, seed)
+    pool, n_duplicates = deduplicate(pool, "conflict.implicit")
+    check_both_classes(pool, "conflict.implicit", ", ".join(local_files(spec).values()))
+    used = set()
+    for path in split_paths.values():
+        frame = pd.read_parquet(path)
+        if "text_a" in frame:
+            items = [Item(t, 0, "", 0, (a, b)) for t, a, b in
+                     zip(frame["text"], frame["text_a"], frame["text_b"])]
+        else:
+            items = [Item(t, 0, "", 0) for t in frame["text"]]
+        used |= {_same_content(item) for item in items}
+    kept = [item for item in pool if _same_content(item) not in used]
+    drawn = draw_balanced(kept, n_items, seed, "conflict.implicit")
+    write_split(output, drawn)
+    info = {"dataset": dataset, "seed": seed, "files": local_files(spec), "n_items": len(drawn),
+            "pool": len(pool), "duplicates_dropped": n_duplicates,
+            "in_dataset_splits_dropped": len(pool) - len(kept),
+            "n_label1": sum(item.label for item in drawn)}
+    log.info("implicit-conflict data for %s: %s", dataset, info)
+    return info
+

@@ -84,6 +84,20 @@ PATHS = {
     "self_distill_metrics": f"{_STRONG}/self_distill/{{loss}}/metrics.json",
     "student_test_predictions": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/test_predictions.parquet",
     "student_metrics": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/metrics.json",
+    # Students of the other settings (conflict.settings, chains through an intermediate model):
+    # `explicit`, `implicit`, `none+via-<intermediate>`, ...
+    "setting_test_predictions":
+        f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/{{setting}}/test_predictions.parquet",
+    "setting_metrics": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/{{setting}}/metrics.json",
+    # The intermediate of a chain, trained in one conflict setting: its out-of-fold labels of
+    # w2s_train supervise the `<conflict>+via-<intermediate>` students.
+    "intermediate_labels": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/{{conflict}}+intermediate/labels.parquet",
+    "intermediate_test_predictions":
+        f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/{{conflict}}+intermediate/test_predictions.parquet",
+    "intermediate_metrics": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/{{conflict}}+intermediate/metrics.json",
+    "intermediate_features": f"{_STRONG}/w2s/{{weak}}/intermediate/features.npz",
+    # The other objective's items for the implicit-conflict students.
+    "conflict_items": f"{_DATA}/conflict.parquet",
     "cell_table_json": f"{_STRONG}/w2s/{{weak}}/align.json",
     "cell_table_md": f"{_STRONG}/w2s/{{weak}}/align.md",
 }
@@ -94,6 +108,7 @@ ANALYSIS_OUTPUTS = {
     "pgr": "results/pgr.json", "deception": "results/deception.json",
     "ladder": "results/plots/accuracy_ladder.png", "pgr_plot": "results/plots/pgr.png",
     "deception_plot": "results/plots/deception.png",
+    "deception_settings_plot": "results/plots/deception_settings.png",
     "debate_plot": "results/plots/debate_rounds.png",
     "arms_table": "results/plots/arms_table.png",
 }
@@ -106,6 +121,8 @@ REPORTED = {
     "ladder": ("accuracy_ladder.rst", "2. Plots", {"figure": "accuracy ladder"}),
     "pgr_plot": ("pgr.rst", "2. Plots", {"figure": "PGR per arm"}),
     "deception_plot": ("deception.rst", "2. Plots", {"figure": "deception regions"}),
+    "deception_settings_plot": ("deception_settings.rst", "2. Plots",
+                                {"figure": "Deception Score per setting"}),
     "debate_plot": ("debate_rounds.rst", "2. Plots", {"figure": "debate rounds"}),
     "arms_table": ("arms_table.rst", "1. Results", {"table": "arms (Lang et al. layout)"}),
 }
@@ -171,6 +188,7 @@ class Cell:
     seed: int
     weak: str
     strong: str
+    intermediate: str | None = None
 
     def values(self) -> dict:
         return {"dataset": self.dataset, "seed": self.seed, "weak": self.weak, "strong": self.strong}
@@ -186,6 +204,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     filled = validate_schema(config, schema_path)
     _check_datasets(filled)
     _check_models(filled)
+    _check_conflict(filled)
     check_templates(filled)
     check_arms(filled)
     return filled
@@ -263,6 +282,50 @@ def _check_models(config: dict) -> None:
             )
 
 
+def scoring(spec: dict) -> str:
+    """``pairwise`` for a local pair dataset scored pairwise, else ``pointwise``."""
+    return (spec.get("pair") or {}).get("scoring", "pointwise")
+
+
+def _check_conflict(config: dict) -> None:
+    conflict = config["conflict"]
+    if "none" not in conflict["settings"]:
+        raise ConfigError(
+            "config key 'conflict.settings': 'none' is required (the plain W2S students, which "
+            "the other settings are compared with)"
+        )
+    if "implicit" in conflict["settings"]:
+        implicit = conflict.get("implicit")
+        if implicit is None:
+            raise ConfigError(
+                "config key 'conflict.implicit': the implicit setting needs the other objective's "
+                "data, e.g. {path: data/helpful.jsonl, pair: {chosen: chosen, rejected: rejected, "
+                "scoring: pairwise}, n_items: 400}"
+            )
+        if "pair" in implicit and ("text" in implicit or "label" in implicit):
+            raise ConfigError("config key 'conflict.implicit': 'pair' builds text and label "
+                              "itself; drop 'text'/'label'")
+        for file_key, file in local_files(implicit).items():
+            if not Path(file).is_file():
+                raise ConfigError(
+                    f"config key 'conflict.implicit.{file_key}': file '{file}' does not exist")
+        for name, spec in config["datasets"].items():
+            if scoring(spec) != scoring(implicit):
+                raise ConfigError(
+                    f"config key 'conflict.implicit.pair.scoring': {scoring(implicit)}, but dataset "
+                    f"'{name}' is scored {scoring(spec)}; the mixed-in items must be scored alike"
+                )
+    for index, pair in enumerate(config["pairs"]):
+        if "intermediate" in pair and pair["intermediate"] not in config["models"]:
+            raise ConfigError(
+                f"config key 'pairs[{index}].intermediate': unknown model '{pair['intermediate']}'; "
+                f"models defined under 'models': {', '.join(config['models'])}"
+            )
+        if "intermediate_layer" in pair and "intermediate" not in pair:
+            raise ConfigError(f"config key 'pairs[{index}].intermediate_layer' needs "
+                              "'intermediate'")
+
+
 def check_local_data(config: dict) -> None:
     """Read every local dataset file as the prep job will, so a truncated, non-UTF-8 or badly
     labelled file stops the run before any job starts, naming the key, the file and the row.
@@ -276,6 +339,11 @@ def check_local_data(config: dict) -> None:
                 load_pools(name, spec, seed=0)
             except DatasetError as error:
                 raise ConfigError(f"config key 'datasets.{name}': {error}") from None
+    if "implicit" in config["conflict"]["settings"]:
+        try:
+            load_pools("conflict.implicit", config["conflict"]["implicit"], seed=0)
+        except DatasetError as error:
+            raise ConfigError(f"config key 'conflict.implicit': {error}") from None
 
 
 # --- the study ----------------------------------------------------------------------------------
@@ -295,11 +363,12 @@ class Study:
         self.controls: list[str] = list(config["align"]["controls"])
         self.losses: list[str] = list(config["train"]["strong"]["losses"])
         self.cells = [
-            Cell(dataset, seed, pair["weak"], pair["strong"])
+            Cell(dataset, seed, pair["weak"], pair["strong"], pair.get("intermediate"))
             for dataset in config["datasets"]
             for seed in config["seeds"]
             for pair in config["pairs"]
         ]
+        self.conflicts: list[str] = list(config["conflict"]["settings"])
 
     # -- what is computed -------------------------------------------------------------------------
 
@@ -357,6 +426,63 @@ class Study:
     def layout_parts(layout: str) -> list[str]:
         """The context parts of a layout name: ``item+debate`` -> ``["debate"]``."""
         return parts_of(layout)
+
+    # -- student settings: conflicts (Yang et al. 2024) and chains through an intermediate ------
+
+    def pair_of(self, w: Mapping) -> dict:
+        """The configured pair of a job's (weak, strong) wildcards."""
+        for pair in self.config["pairs"]:
+            if pair["weak"] == w["weak"] and pair["strong"] == w["strong"]:
+                return pair
+        raise ValueError(f"no pair ({w['weak']}, {w['strong']}) in the config")
+
+    def intermediate_of(self, w: Mapping) -> str:
+        return self.pair_of(w)["intermediate"]
+
+    def cell_settings(self, cell: Cell) -> list[str]:
+        """The student settings of a cell besides the plain students (``none``): each conflict,
+        and with an intermediate model every conflict again through it
+        (``<conflict>+via-<intermediate>``)."""
+        direct = [c for c in self.conflicts if c != "none"]
+        chained = ([f"{c}+via-{cell.intermediate}" for c in self.conflicts]
+                   if cell.intermediate else [])
+        return direct + chained
+
+    def all_settings(self) -> list[str]:
+        return list(dict.fromkeys(s for cell in self.cells for s in self.cell_settings(cell)))
+
+    @staticmethod
+    def setting_conflict(setting: str) -> str:
+        return setting.split("+via-")[0]
+
+    def conflict_spec(self, conflict: str) -> dict:
+        """What train_strong needs of a conflict setting."""
+        spec = {"setting": conflict}
+        if conflict == "explicit":
+            spec["reward_alpha"] = self.config["conflict"]["explicit"]["reward_alpha"]
+        return spec
+
+    def implicit_spec(self) -> dict:
+        """conflict.implicit as a local dataset spec (without n_items)."""
+        return {k: v for k, v in self.config["conflict"]["implicit"].items() if k != "n_items"}
+
+    def implicit_files(self, w: Mapping) -> list[str]:
+        return list(local_files(self.implicit_spec()).values())
+
+    def strong_splits(self, w: Mapping, conflict: str = "none") -> dict[str, str]:
+        """The splits a strong-model job reads: w2s_train and test, and the implicit setting's
+        other-objective items (``conflict`` is the job's setting; ``any`` for feature jobs)."""
+        files = self.splits(w, ("w2s_train", "test"))
+        if "implicit" in self.conflicts and conflict in ("implicit", "any"):
+            files["conflict"] = path("conflict_items", dataset=w["dataset"], seed=w["seed"])
+        return files
+
+    def intermediate_train(self, w: Mapping) -> dict:
+        """train.strong with the block the pair's intermediate reads."""
+        pair = self.pair_of(w)
+        train = dict(self.config["train"]["strong"])
+        train["layer"] = pair.get("intermediate_layer", train["layer"])
+        return train
 
     def models(self, role: str | None = None) -> list[str]:
         return model_names(self.config, role)
@@ -428,6 +554,8 @@ class Study:
         outputs = dict(ANALYSIS_OUTPUTS)
         if not self.needs("debates"):
             del outputs["debate_plot"]
+        if not self.all_settings():
+            del outputs["deception_settings_plot"]
         return outputs
 
     def targets(self) -> list[str]:
@@ -533,10 +661,36 @@ class Study:
         return files
 
     def strong_feature_inputs(self, w: Mapping) -> dict[str, str]:
-        return {**self.splits(w, ("w2s_train", "test")), "model": path("model", model=w["strong"])}
+        return {**self.strong_splits(w, "any"), "model": path("model", model=w["strong"])}
+
+    def intermediate_feature_inputs(self, w: Mapping) -> dict[str, str]:
+        return {**self.strong_splits(w, "any"), "model": path("model", model=self.intermediate_of(w))}
+
+    def setting_student_inputs(self, w: Mapping) -> dict[str, str]:
+        """A student of another setting: its conflict's splits, and the weak arm's soft labels,
+        or (through an intermediate) the intermediate's labels in the same conflict."""
+        conflict = self.setting_conflict(w["setting"])
+        files = {**self.strong_splits(w, conflict), "model": path("model", model=w["strong"])}
+        if self.config["train"]["strong"]["mode"] == "probe":
+            files["features"] = path("strong_features", **_strong(w))
+        if "+via-" in w["setting"]:
+            files["soft_labels"] = path("intermediate_labels", **_strong(w), weak=w["weak"],
+                                        arm=w["arm"], loss=w["loss"], conflict=conflict)
+        else:
+            files["soft_labels"] = self.weak_output(w, w["arm"], "soft_labels")
+        return files
+
+    def intermediate_inputs(self, w: Mapping) -> dict[str, str]:
+        """The intermediate of a chain learns the weak arm's soft labels."""
+        files = {**self.strong_splits(w, w["conflict"]),
+                 "model": path("model", model=self.intermediate_of(w)),
+                 "soft_labels": self.weak_output(w, w["arm"], "soft_labels")}
+        if self.config["train"]["strong"]["mode"] == "probe":
+            files["features"] = path("intermediate_features", **_strong(w), weak=w["weak"])
+        return files
 
     def train_strong_inputs(self, w: Mapping) -> dict[str, str]:
-        files = self.strong_feature_inputs(w)
+        files = {**self.splits(w, ("w2s_train", "test")), "model": path("model", model=w["strong"])}
         if self.config["train"]["strong"]["mode"] == "probe":
             files["features"] = path("strong_features", **_strong(w))
         if "arm" in _named(w):
@@ -574,7 +728,13 @@ class Study:
                                    if "strong_zero_shot" in self.controls else None),
                      "judge": {kind: path("judge", **_strong(values), judge=self.judge_name(values),
                                           kind=kind) for kind in self.judged()},
-                     "arms": {name: arm.spec() for name, arm in self.arms.items()}}
+                     "arms": {name: arm.spec() for name, arm in self.arms.items()},
+                     "setting_predictions": {
+                         setting: {arm: {loss: path("setting_test_predictions", **_strong(values),
+                                                    weak=cell.weak, arm=arm, loss=loss,
+                                                    setting=setting)
+                                         for loss in self.losses} for arm in self.arms}
+                         for setting in self.cell_settings(cell)}}
             if self.needs("debates"):
                 entry["debate_stats"] = path("debate_stats", **_strong(values))
             cells.append(entry)

@@ -65,6 +65,9 @@ class TrainSettings:
     warmup_frac: float = 0.2
     weak_exponent: float = 1.0
     student_exponent: float = 1.0
+    # Explicit conflict (Yang et al. 2024): the weight of the term pushing the student towards the
+    # opposite of the gold label where it already disagrees with gold; 0 turns it off.
+    reward_alpha: float = 0.0
     lora: dict = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.0})
 
     def __post_init__(self):
@@ -97,12 +100,13 @@ MEMBER_INIT_STD = 0.01
 
 
 class LinearHead(nn.Module):
-    """Two logits from features: no bias, zero-initialised (openai/weak-to-strong), or drawn from
-    N(0, ``init_std``^2) with a generator seeded by ``seed`` when ``init_std`` > 0."""
+    """``outputs`` logits (two for a class, one for a pairwise reward) from features: no bias,
+    zero-initialised (openai/weak-to-strong), or drawn from N(0, ``init_std``^2) with a generator
+    seeded by ``seed`` when ``init_std`` > 0."""
 
-    def __init__(self, hidden_size: int, init_std: float = 0.0, seed: int = 0):
+    def __init__(self, hidden_size: int, init_std: float = 0.0, seed: int = 0, outputs: int = 2):
         super().__init__()
-        self.linear = nn.Linear(hidden_size, 2, bias=False)
+        self.linear = nn.Linear(hidden_size, outputs, bias=False)
         if init_std > 0:
             generator = torch.Generator().manual_seed(seed)
             with torch.no_grad():
@@ -114,29 +118,54 @@ class LinearHead(nn.Module):
         return self.linear(features.to(self.linear.weight.dtype))
 
 
+def pairwise_logits(rewards_a: torch.Tensor, rewards_b: torch.Tensor) -> torch.Tensor:
+    """Bradley-Terry: the two class logits of a pair (label 1 = A preferred) are (r(B), r(A)), so
+    P(label 1) = sigmoid(r(A) - r(B)) and every loss on two logits is the BT loss on the reward
+    difference (Yang et al. 2024's reward models). Swapping A and B swaps the logits: the score
+    r(A) - r(B) changes sign."""
+    return torch.stack([rewards_b, rewards_a], dim=-1)
+
+
 class ProbeClassifier(nn.Module):
-    """The head on cached features, standardised with the training split's statistics."""
+    """The head on cached features, standardised with the training split's statistics.
+
+    Features of shape (items, hidden) give two class logits. Features of shape (items, 2, hidden)
+    are pairwise items (text A, text B): one reward head scores each text, standardised with the
+    statistics of all the split's texts, and pairwise_logits compares them."""
 
     def __init__(self, train_features: torch.Tensor, init_std: float = 0.0, seed: int = 0):
         super().__init__()
-        self.register_buffer("mean", train_features.mean(dim=0))
-        self.register_buffer("std", train_features.std(dim=0).clamp(min=1e-6))
-        self.head = LinearHead(train_features.shape[1], init_std, seed)
+        self.pairwise = train_features.dim() == 3
+        flat = train_features.reshape(-1, train_features.shape[-1])
+        self.register_buffer("mean", flat.mean(dim=0))
+        self.register_buffer("std", flat.std(dim=0).clamp(min=1e-6))
+        self.head = LinearHead(flat.shape[1], init_std, seed, outputs=1 if self.pairwise else 2)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head((features - self.mean) / self.std)
+        out = self.head((features - self.mean) / self.std)
+        if self.pairwise:
+            return pairwise_logits(out[:, 0, 0], out[:, 1, 0])
+        return out
 
 
 class TextClassifier(nn.Module):
-    """The head on a (LoRA-adapted or fully trained) backbone reading token ids."""
+    """The head on a (LoRA-adapted or fully trained) backbone reading token ids. With
+    ``pairwise``, a batch of k pairs holds the k A texts, then the k B texts; one reward head
+    scores every text and pairwise_logits compares each pair."""
 
-    def __init__(self, backbone: nn.Module, hidden_size: int, init_std: float = 0.0, seed: int = 0):
+    def __init__(self, backbone: nn.Module, hidden_size: int, init_std: float = 0.0, seed: int = 0,
+                 pairwise: bool = False):
         super().__init__()
         self.backbone = backbone
-        self.head = LinearHead(hidden_size, init_std, seed)
+        self.pairwise = pairwise
+        self.head = LinearHead(hidden_size, init_std, seed, outputs=1 if pairwise else 2)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(input_ids, attention_mask))
+        out = self.head(self.backbone(input_ids, attention_mask))
+        if self.pairwise:
+            k = out.shape[0] // 2
+            return pairwise_logits(out[:k, 0], out[k:, 0])
+        return out
 
 
 def add_lora(backbone, settings: TrainSettings):
@@ -182,9 +211,26 @@ def hard_predictions(p_label1: torch.Tensor, balance: float) -> torch.Tensor:
     return (p_label1 > confidence_threshold(p_label1, balance)).float()
 
 
+def conflict_term(logits: torch.Tensor, gold: torch.Tensor, reward_alpha: float) -> torch.Tensor:
+    """The explicit-conflict term of Yang et al. 2024 (their ``--use_reward_mechanism
+    --reward_alpha``): on the items where the student already disagrees with the gold label
+    (it predicts label 1 when P(label 1) >= 0.5, i.e. a reward difference >= 0, as their code
+    does), binary cross-entropy towards 1 - gold; the other items add 0. Averaged over the whole
+    batch and weighted by ``reward_alpha``:
+
+        alpha / B * sum_i m_i * -[(1 - g_i) log p_i + g_i log(1 - p_i)],
+        m_i = [(p_i >= 0.5) != g_i].
+    """
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    gold = gold.float()
+    disagrees = ((log_probs[:, 1].exp() >= 0.5).float() != gold).float().detach()
+    towards_opposite = -((1 - gold) * log_probs[:, 1] + gold * log_probs[:, 0])
+    return reward_alpha * (disagrees * towards_opposite).mean()
+
+
 def loss_value(
     loss: str, logits: torch.Tensor, target_p1: torch.Tensor, step: int, total_steps: int,
-    settings: TrainSettings, balance: float,
+    settings: TrainSettings, balance: float, gold: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean loss of a batch. ``target_p1`` is the (weak or gold) P(label 1) of each item.
 
@@ -193,6 +239,8 @@ def loss_value(
       the student's own P(label 1) so that a ``balance`` fraction (the weak labels' class balance)
       is 1, and c = logconf_coef(step).
     - product: the target is proportional to weak^a * student^b per class (a, b the exponents).
+
+    With ``settings.reward_alpha`` > 0 the explicit-conflict term on ``gold`` is added.
     """
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     target = torch.stack([1 - target_p1, target_p1], dim=-1).float()
@@ -207,7 +255,12 @@ def loss_value(
         target = target / target.sum(dim=-1, keepdim=True)
     elif loss != "xent":
         raise ConfigError(f"loss '{loss}' is unknown; use one of {LOSSES}")
-    return -(target * log_probs).sum(dim=-1).mean()
+    value = -(target * log_probs).sum(dim=-1).mean()
+    if settings.reward_alpha > 0:
+        if gold is None:
+            raise ValueError("the explicit-conflict term needs the gold labels")
+        value = value + conflict_term(logits, gold, settings.reward_alpha)
+    return value
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -340,11 +393,13 @@ def fit(
     bf16: bool = False,
     data_key: str = "",
     desc: str = "train",
+    gold: np.ndarray | None = None,
 ) -> FitResult:
     """Train ``model`` (its parameters with requires_grad) towards ``targets`` (P(label 1)).
 
     ``make_batch(indices, device)`` returns the model's keyword inputs for those items.
-    ``data_key`` identifies the data, so a checkpoint of other data is never resumed.
+    ``data_key`` identifies the data, so a checkpoint of other data is never resumed. ``gold``
+    (the items' gold labels) is read only by the explicit-conflict term.
     """
     from tqdm import tqdm
 
@@ -354,6 +409,7 @@ def fit(
     total_steps = settings.epochs * steps_per_epoch
     balance = float(np.mean(targets))
     targets_t = torch.as_tensor(np.asarray(targets, dtype=np.float32))
+    gold_t = None if gold is None else torch.as_tensor(np.asarray(gold, dtype=np.float32))
     # Backbone training goes through accelerate (multi-GPU under `accelerate launch`/torchrun).
     accelerator = _accelerator(device, bf16, distributed=settings.mode != "probe")
     model = model.to(accelerator.device)
@@ -380,7 +436,7 @@ def fit(
             logits = model(**make_batch(mine, accelerator.device))
         loss = loss_value(
             settings.loss, logits, targets_t[mine].to(accelerator.device), step, total_steps,
-            settings, balance,
+            settings, balance, None if gold_t is None else gold_t[mine].to(accelerator.device),
         )
         accelerator.backward(loss)
         optimizer.step()

@@ -48,6 +48,8 @@ wildcard_constraints:
     context=r"item(\+(explanation|debate|consultancy|judge))*",
     judge=_alternatives(STUDY.judge_names()),
     kind="debates|consultancy",
+    setting=_alternatives(STUDY.all_settings()),
+    conflict=_alternatives(STUDY.conflicts),
     shard=r"\d+",
     round=r"\d+",
 

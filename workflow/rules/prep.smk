@@ -34,3 +34,22 @@ rule prep:
         "prep {wildcards.dataset} seed {wildcards.seed} from {params.source}"
     script:
         "../scripts/prep.py"
+
+
+# The implicit-conflict setting's other objective (conflict.implicit): balanced items none of whose
+# content is in the dataset's splits, mixed into those students' training with their labels.
+rule prep_conflict:
+    input:
+        unpack(split_paths()),
+        files=STUDY.implicit_files,
+    output:
+        conflict=PATHS["conflict_items"],
+    log:
+        "results/logs/prep_conflict/{dataset}_seed{seed}.log",
+    conda:
+        "../../envs/data.yaml"
+    params:
+        spec=lambda wildcards: STUDY.implicit_spec(),
+        n_items=config["conflict"].get("implicit", {}).get("n_items"),
+    script:
+        "../scripts/prep_conflict.py"

@@ -22,10 +22,31 @@ rule strong_features:
         train=settings("strong_features"),
         device=config["device"],
         dtype=config["dtype"],
-        splits=split_paths("w2s_train", "test"),
+        splits=lambda wildcards: STUDY.strong_splits(wildcards, "any"),
         model_dir=model_dir("strong"),
     script:
         "../scripts/strong_features.py"
+
+
+# The intermediate model of a chain (pairs[].intermediate), read at its own block.
+use rule strong_features as intermediate_features with:
+    input:
+        unpack(STUDY.intermediate_feature_inputs),
+    output:
+        features=PATHS["intermediate_features"],
+    log:
+        "results/logs/intermediate_features/{dataset}_seed{seed}_{strong}_{weak}.log",
+    benchmark:
+        "results/benchmarks/intermediate_features/{dataset}_seed{seed}_{strong}_{weak}.tsv"
+    params:
+        train=lambda wildcards: {
+            key: STUDY.intermediate_train(wildcards)[key]
+            for key in ("layer", "max_length", "batch_size")
+        },
+        device=config["device"],
+        dtype=config["dtype"],
+        splits=lambda wildcards: STUDY.strong_splits(wildcards, "any"),
+        model_dir=lambda wildcards: STUDY.model_dir(STUDY.intermediate_of(wildcards)),
 
 
 rule train_ceiling:
@@ -74,6 +95,59 @@ use rule train_ceiling as train_student with:
         dtype=config["dtype"],
         splits=split_paths("w2s_train", "test"),
         model_dir=model_dir("strong"),
+
+
+# Students of the other settings: a conflict (Yang et al. 2024: `explicit`, `implicit`), and
+# chains weak -> intermediate -> strong (`<conflict>+via-<intermediate>`).
+use rule train_ceiling as train_student_setting with:
+    input:
+        unpack(STUDY.setting_student_inputs),
+    output:
+        test=PATHS["setting_test_predictions"],
+        metrics=PATHS["setting_metrics"],
+    log:
+        "results/logs/train_student/{dataset}_seed{seed}_{strong}_{weak}_{arm}_{loss}_{setting}.log",
+    benchmark:
+        "results/benchmarks/train_student/{dataset}_seed{seed}_{strong}_{weak}_{arm}_{loss}_{setting}.tsv"
+    wildcard_constraints:
+        arm=_alternatives(STUDY.arms),
+    params:
+        role="student",
+        loss=lambda wildcards: wildcards.loss,
+        train=settings("strong"),
+        device=config["device"],
+        dtype=config["dtype"],
+        splits=lambda wildcards: STUDY.strong_splits(
+            wildcards, STUDY.setting_conflict(wildcards.setting)
+        ),
+        model_dir=model_dir("strong"),
+        conflict=lambda wildcards: STUDY.conflict_spec(STUDY.setting_conflict(wildcards.setting)),
+
+
+# The middle link of a chain: the intermediate model learns the weak arm's labels in one conflict
+# setting and labels w2s_train out of fold for the strong student.
+use rule train_ceiling as train_intermediate with:
+    input:
+        unpack(STUDY.intermediate_inputs),
+    output:
+        labels=PATHS["intermediate_labels"],
+        test=PATHS["intermediate_test_predictions"],
+        metrics=PATHS["intermediate_metrics"],
+    log:
+        "results/logs/train_intermediate/{dataset}_seed{seed}_{strong}_{weak}_{arm}_{loss}_{conflict}.log",
+    benchmark:
+        "results/benchmarks/train_intermediate/{dataset}_seed{seed}_{strong}_{weak}_{arm}_{loss}_{conflict}.tsv"
+    wildcard_constraints:
+        arm=_alternatives(STUDY.arms),
+    params:
+        role="intermediate",
+        loss=lambda wildcards: wildcards.loss,
+        train=lambda wildcards: STUDY.intermediate_train(wildcards),
+        device=config["device"],
+        dtype=config["dtype"],
+        splits=lambda wildcards: STUDY.strong_splits(wildcards, wildcards.conflict),
+        model_dir=lambda wildcards: STUDY.model_dir(STUDY.intermediate_of(wildcards)),
+        conflict=lambda wildcards: STUDY.conflict_spec(wildcards.conflict),
 
 
 # The self-distillation control: the strong model learns its own zero-shot labels on w2s_train,

@@ -19,6 +19,7 @@ run_stage(
         features=snakemake.input.get("features"),
         soft_labels=snakemake.input.get("soft_labels"),
         arm=snakemake.params.get("arm", snakemake.wildcards.get("arm")),
+        conflict=snakemake.params.get("conflict"),
     ),
     job=snakemake,
 )

@@ -24,6 +24,9 @@ class Item:
     label: int
     source: str  # file name or hub split the item came from
     row: int  # 1-based row (line for jsonl/csv) in that source
+    # Pairwise items (a dataset's ``pair.scoring: pairwise``): the two texts scored one by one,
+    # A first; ``text`` shows both, label 1 when A is the chosen one.
+    pair: tuple[str, str] | None = None
 
     @property
     def hash(self) -> str:

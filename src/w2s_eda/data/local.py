@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from ..errors import DatasetError
-from .items import Item
+from .items import Item, normalise
 
 FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -145,6 +146,16 @@ def _text(row: dict, template: str, where: str) -> str:
     return text
 
 
+def pair_text(a: str, b: str) -> str:
+    """What the strong model's prompts show of a pairwise item: the two texts' shared opening once
+    (up to its last line break: an HH dialogue's human turn), then each text's own part."""
+    shared = os.path.commonprefix([a, b])
+    cut = shared.rfind("\n") + 1
+    opening = a[:cut].strip()
+    parts = [f"Reply A: {a[cut:].strip()}", f"Reply B: {b[cut:].strip()}"]
+    return "\n\n".join([opening, *parts] if opening else parts)
+
+
 def load_file(
     path: str | Path,
     fmt: str | None = None,
@@ -155,21 +166,32 @@ def load_file(
 ) -> list[Item]:
     """Binary items from one local file.
 
-    With ``pair``, each row is a preference pair: the item shows the chosen or the rejected text
-    (seeded 50/50, in file order, as Burns et al. do), labelled 1 when it is the chosen one.
+    With ``pair``, each row is a preference pair, and a seeded coin per row (in file order) makes
+    the item. Pointwise scoring (``pair.scoring``, default): the item shows the chosen or the
+    rejected text, labelled 1 when it is the chosen one (Burns et al.). Pairwise scoring: the item
+    holds both texts as A and B in the coin's order, labelled 1 when A is the chosen one; models
+    score each text with one head and compare them (Bradley-Terry, training.py).
     """
     path = Path(path)
     items: list[Item] = []
     if pair:
         rng = np.random.default_rng(seed)
+        pairwise = pair.get("scoring", "pointwise") == "pairwise"
         for number, row in read_rows(path, fmt):
             where = f"{path}, row {number}"
             for field in (pair["chosen"], pair["rejected"]):
                 if not isinstance(row.get(field), str) or not row[field].strip():
                     raise DatasetError(f"{where}: no text in the '{field}' field")
+            chosen, rejected = row[pair["chosen"]], row[pair["rejected"]]
             is_chosen = int(rng.random() < 0.5)
-            shown = row[pair["chosen"]] if is_chosen else row[pair["rejected"]]
-            items.append(Item(shown, is_chosen, path.name, number))
+            if pairwise:
+                if normalise(chosen) == normalise(rejected):
+                    raise DatasetError(f"{where}: the chosen and the rejected text are the same")
+                a, b = (chosen, rejected) if is_chosen else (rejected, chosen)
+                items.append(Item(pair_text(a, b), is_chosen, path.name, number, (a, b)))
+            else:
+                shown = chosen if is_chosen else rejected
+                items.append(Item(shown, is_chosen, path.name, number))
     else:
         parse_label = _LabelParser(path, label)
         for number, row in read_rows(path, fmt):

@@ -102,3 +102,17 @@ def assert_disjoint(splits: dict[str, list[Item]], dataset: str) -> None:
                     f"and {split} ({item.where()})"
                 )
             owner[item.hash] = (split, item)
+
+
+def draw_balanced(items: list[Item], n: int, seed: int, pool: str) -> list[Item]:
+    """``n`` items, half of each label, drawn from ``items`` as a split is (its own salt, so
+    not the draws of the dataset's splits)."""
+    for label in (0, 1):
+        have = sum(item.label == label for item in items)
+        if have < n // 2:
+            raise DatasetError(
+                f"{pool}: {n} items need {n // 2} with label {label}, but the pool holds only "
+                f"{have} (after removing duplicates and items in the dataset's splits). Lower "
+                f"config key '{pool}.n_items'."
+            )
+    return _take(_by_label(items, seed, 2), {"extra": n}, ["extra"], pool, pool, seed)["extra"]
