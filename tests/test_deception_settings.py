@@ -300,3 +300,25 @@ def test_a_deception_study_runs_every_setting_and_reports_the_deception_score(tm
     assert explicit["conflict"] == {"setting": "explicit", "reward_alpha": 0.5}
     middle = json.loads((cell / "none+intermediate/metrics.json").read_text())
     assert middle["role"] == "intermediate" and middle["layer"] == 2
+
+
+@pytest.mark.slow
+def test_pairwise_ceiling_trains_with_lora_and_a_swapped_pair_gets_the_complement(tmp_path, prepared_models):
+    """lora mode: a batch holds the A texts, then the B texts, through one reward head; the trained
+    model's P(A preferred) on the B/A-swapped test split is 1 minus that on the original."""
+    _, paths = _pairwise_splits(tmp_path)
+    swapped = pd.read_parquet(paths["test"])
+    swapped = swapped.assign(text_a=swapped.text_b, text_b=swapped.text_a, label=1 - swapped.label)
+    swapped.to_parquet(tmp_path / "swapped.parquet")
+    train = {**validate_config({})["train"]["strong"], "mode": "lora", "layer": 2, "epochs": 1,
+             "batch_size": 4, "lr": 1e-3}
+    runs = {}
+    for name, test in (("original", paths["test"]), ("swapped", str(tmp_path / "swapped.parquet"))):
+        outputs = {"test": str(tmp_path / name / "test.parquet"),
+                   "metrics": str(tmp_path / name / "metrics.json")}
+        align.train_strong("ceiling", {"w2s_train": paths["w2s_train"], "test": test},
+                           str(prepared_models / "smollm2-135m"), train, "xent", 0, "cpu",
+                           "float32", outputs)
+        runs[name] = pd.read_parquet(outputs["test"]).p_label1.to_numpy()
+    assert np.ptp(runs["original"]) > 0
+    assert np.allclose(runs["original"] + runs["swapped"], 1.0, atol=1e-5)

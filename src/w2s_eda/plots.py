@@ -258,7 +258,17 @@ def deception_by_setting(table: pd.DataFrame, path: str) -> None:
                     ax.bar(x, row["ds"], width * 0.9, color=f"C{k % 10}", alpha=0.35)
                     ax.errorbar(x, row["ds"], yerr=_err(row, "ds"), fmt="o", color=f"C{k % 10}",
                                 capsize=3)
-        ax.set_xticks(range(len(settings)), settings)
+        # The references of the first arm/loss: a student departing from the ceiling at random,
+        # and one copying its weak supervisor (stats.deception_ds).
+        first = cell[(cell["arm"] == keys[0][0]) & (cell["loss"] == keys[0][1])].iloc[0]
+        for name, style, label in (("ds_chance", ":", "random departures"),
+                                   ("ds_weak_copy", "--", "copying the weak model")):
+            if name in first and not pd.isna(first[name]):
+                ax.axhline(first[name], color="grey", linestyle=style, linewidth=1)
+                ax.annotate(f"{label} ({first[name]:.2f})", (len(settings) - 0.5, first[name]),
+                            ha="right", va="bottom", fontsize=7, color="grey")
+        ax.set_xticks(range(len(settings)), [s.replace("+via-", "\n+via-") for s in settings],
+                      fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_ylabel("DS (95% CI)")
         ax.set_title(_cell_label(cell.iloc[0]), fontsize=9)

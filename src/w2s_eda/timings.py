@@ -52,11 +52,11 @@ def generation_dtypes(workdir: str | Path = ".") -> list[str]:
 
 def table(workdir: str | Path = ".") -> str:
     stages = stage_times(workdir)
-    lines = [f"{'stage':<20} {'jobs':>4} {'total s':>8} {'longest s':>10}"]
+    lines = [f"{'stage':<22} {'jobs':>4} {'total s':>8} {'longest s':>10}"]
     for rule, stage in stages.items():
-        lines.append(f"{rule:<20} {stage['jobs']:>4} {stage['seconds']:>8.1f} {stage['max']:>10.1f}")
+        lines.append(f"{rule:<22} {stage['jobs']:>4} {stage['seconds']:>8.1f} {stage['max']:>10.1f}")
     total = sum(stage["seconds"] for stage in stages.values())
-    lines.append(f"{'sum of jobs':<20} {sum(s['jobs'] for s in stages.values()):>4} {total:>8.1f}")
+    lines.append(f"{'sum of jobs':<22} {sum(s['jobs'] for s in stages.values()):>4} {total:>8.1f}")
     elapsed = last_elapsed(workdir)
     if elapsed is not None:
         lines.append(f"workflow wall time {elapsed:.0f} s ({elapsed / 60:.1f} min)")
