@@ -284,22 +284,25 @@ def test_bad_deception_settings_are_config_errors(tmp_path):
 def test_a_deception_study_runs_every_setting_and_reports_the_deception_score(tmp_path, prepared_models):
     (tmp_path / "resources").mkdir()
     (tmp_path / "resources" / "models").symlink_to(prepared_models)
-    config = _deception_config(tmp_path, train={
-        "weak": {"epochs": 3, "batch_size": 4},
-        "strong": {"epochs": 3, "batch_size": 4, "layer": 3, "losses": ["xent"],
-                   "confidence_threshold": 0.5}})
+    # The explicit setting is left to the dry run and the train_strong test: each setting costs
+    # jobs, and this run is about the rules reading each other's outputs.
+    config = _deception_config(tmp_path, conflict={
+        **_deception_config(tmp_path)["conflict"], "settings": ["none", "implicit"]})
     result = run_snakemake("--cores", "2", *JOB_THREADS, *study_args(tmp_path, config), timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     table = pd.read_csv(tmp_path / "results/summary.csv")
-    assert set(table.setting) == {"none", "explicit", "implicit", "none+via-smollm2-135m",
-                                  "explicit+via-smollm2-135m", "implicit+via-smollm2-135m"}
-    assert table[["ds_ci_low", "ds_ci_high", "deception_score", "deception_gap"]].columns.size == 4
+    assert list(table.setting) == ["none", "implicit", "none+via-smollm2-135m",
+                                   "implicit+via-smollm2-135m"]
+    assert table.ds_reference_setting.tolist()[1:] == ["none", "none", "implicit"]
+    assert {"ds", "ds_ci_low", "ds_ci_high", "ds_chance", "ds_weak_copy", "deception_score",
+            "deception_gap"} <= set(table.columns)
     assert (tmp_path / "results/plots/deception_settings.png").stat().st_size > 0
     cell = tmp_path / "results/toy/seed0/smollm2-135m/w2s/minilm-l6/baseline/xent"
-    explicit = json.loads((cell / "explicit/metrics.json").read_text())
-    assert explicit["conflict"] == {"setting": "explicit", "reward_alpha": 0.5}
+    implicit = json.loads((cell / "implicit/metrics.json").read_text())
+    assert implicit["conflict"] == {"setting": "implicit"} and implicit["n_conflict_items"] == 6
     middle = json.loads((cell / "none+intermediate/metrics.json").read_text())
     assert middle["role"] == "intermediate" and middle["layer"] == 2
+    assert not (cell / "none+intermediate/checkpoints").exists()
 
 
 @pytest.mark.slow

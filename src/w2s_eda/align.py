@@ -596,6 +596,7 @@ def train_strong(
              else [np.array([], dtype=int)])
     labels_out = np.full(len(targets), np.nan)
     test_predictions, records = [], []
+    checkpoints = Path(outputs["metrics"]).parent / "checkpoints"
     for k, held_out in enumerate(folds):
         rows = np.flatnonzero(keep & ~np.isin(np.arange(len(targets)), held_out))
         if len(rows) < 2:
@@ -615,7 +616,7 @@ def train_strong(
             train=train_items, **({"held_out": source.take("train", held_out)} if len(held_out) else {}))
         predictions, record = run_training(
             fold_source, factory, fold_targets, ["test", "held_out"] if len(held_out) else ["test"],
-            settings, Path(outputs["metrics"]).parent / "checkpoints" / f"fold{k}", torch_device,
+            settings, checkpoints if len(folds) == 1 else checkpoints / f"fold{k}", torch_device,
             bf16, data_key=fingerprint(ids, fold_targets.tolist(), setting),
             desc=name if len(folds) == 1 else f"{name} fold {k}", gold=fold_gold,
         )
@@ -623,6 +624,8 @@ def train_strong(
         if len(held_out):
             labels_out[held_out] = predictions["held_out"]
         records.append({"n_train": len(fold_targets), **record})
+    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+        checkpoints.rmdir()  # the folds' folders are gone with their checkpoints
     test_p = np.mean(test_predictions, axis=0)
     _write_predictions(outputs["test"], frames["test"], test_p)
     if role == "intermediate":
