@@ -131,12 +131,13 @@ def encode_items(tokenizer, frame: pd.DataFrame, parts: list[str], signals: dict
     ``sample``), and how many inputs were cut. A pairwise item gives a pair (A ids, B ids), each
     text with the item's context."""
     texts = context_texts(frame["id"], parts, signals, sample)
-    columns = PAIR_COLUMNS if is_pairwise(frame) else ("text",)
+    pairwise = is_pairwise(frame)
+    columns = PAIR_COLUMNS if pairwise else ("text",)
     rows, n_cut = [], 0
     for i, item in enumerate(zip(*(frame[column] for column in columns))):
         encoded = [encode_with_context(tokenizer, text, {part: texts[part][i] for part in parts},
                                        parts, max_length) for text in item]
-        rows.append(tuple(ids for ids, _ in encoded) if len(encoded) == 2 else encoded[0][0])
+        rows.append(tuple(ids for ids, _ in encoded) if pairwise else encoded[0][0])
         n_cut += any(cut > 0 for _, cut in encoded)
     return rows, n_cut
 

@@ -16,7 +16,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .arms import BUILTIN_ARMS, describe_arm
+from .arms import BUILTIN_ARMS, VIA, describe_arm, setting_conflict
 from .errors import DatasetError
 from .io import atomic_path, write_json, write_text
 from .stats import (
@@ -120,7 +120,7 @@ def reference_setting(setting: str) -> str | None:
     intermediate lower it?); ``none`` with nothing."""
     if setting == NO_SETTING:
         return None
-    return setting.split("+via-")[0] if "+via-" in setting else NO_SETTING
+    return setting_conflict(setting) if VIA in setting else NO_SETTING
 
 
 def _add_ds_differences(rows: list[dict], resamples: list[np.ndarray]) -> None:

@@ -33,6 +33,19 @@ HEADERS = {"explanation": "\nExplanation: ", "debate": "\nDebate:\n",
            "consultancy": "\nConsultant:\n", "judge": "\nJudge's verdict: "}
 SINGLE = {"members": 1, "vary": "seed"}
 
+# Student settings (Yang et al. 2024): a conflict (`none`, `explicit`, `implicit`), or a conflict
+# through an intermediate model, `<conflict>+via-<model>`. `none` is the plain students.
+VIA = "+via-"
+
+
+def chained_setting(conflict: str, intermediate: str) -> str:
+    return f"{conflict}{VIA}{intermediate}"
+
+
+def setting_conflict(setting: str) -> str:
+    """The conflict of a setting: ``explicit+via-m`` -> ``explicit``."""
+    return setting.split(VIA)[0]
+
 # Lang et al. 2025 (Debate Helps Weak-to-Strong Generalization, AAAI) average 4 weak models: the
 # debate ensemble reads 4 sampled transcripts, the finetune ensemble one transcript with 4 seeds.
 LANG_MEMBERS = 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .arms import VIA
 from .io import atomic_path, read_json
 
 
@@ -267,7 +268,7 @@ def deception_by_setting(table: pd.DataFrame, path: str) -> None:
                 ax.axhline(first[name], color="grey", linestyle=style, linewidth=1)
                 ax.annotate(f"{label} ({first[name]:.2f})", (len(settings) - 0.5, first[name]),
                             ha="right", va="bottom", fontsize=7, color="grey")
-        ax.set_xticks(range(len(settings)), [s.replace("+via-", "\n+via-") for s in settings],
+        ax.set_xticks(range(len(settings)), [s.replace(VIA, "\n" + VIA) for s in settings],
                       fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_ylabel("DS (95% CI)")

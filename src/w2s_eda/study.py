@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .arms import all_arms, check_arms, context_key, parts_of
+from .arms import VIA, all_arms, chained_setting, check_arms, context_key, parts_of, setting_conflict
 from .config import SCHEMA_PATH, local_files, model_names, split_sizes, validate_schema
 from .data.registry import DATASETS, known_dataset_names
 from .data.splits import SPLITS
@@ -126,6 +126,9 @@ REPORTED = {
     "debate_plot": ("debate_rounds.rst", "2. Plots", {"figure": "debate rounds"}),
     "arms_table": ("arms_table.rst", "1. Results", {"table": "arms (Lang et al. layout)"}),
 }
+
+# What a feature file depends on of a `train` block (not lr or epochs: features are reused).
+FEATURE_SETTINGS = ("layer", "max_length", "batch_size")
 
 # Folder names beside models' and arms' folders: no model or arm may take them.
 RESERVED_MODEL_NAMES = ("data", "weak")
@@ -444,16 +447,14 @@ class Study:
         and with an intermediate model every conflict again through it
         (``<conflict>+via-<intermediate>``)."""
         direct = [c for c in self.conflicts if c != "none"]
-        chained = ([f"{c}+via-{cell.intermediate}" for c in self.conflicts]
+        chained = ([chained_setting(c, cell.intermediate) for c in self.conflicts]
                    if cell.intermediate else [])
         return direct + chained
 
     def all_settings(self) -> list[str]:
         return list(dict.fromkeys(s for cell in self.cells for s in self.cell_settings(cell)))
 
-    @staticmethod
-    def setting_conflict(setting: str) -> str:
-        return setting.split("+via-")[0]
+    setting_conflict = staticmethod(setting_conflict)
 
     def conflict_spec(self, conflict: str) -> dict:
         """What train_strong needs of a conflict setting."""
@@ -483,6 +484,11 @@ class Study:
         train = dict(self.config["train"]["strong"])
         train["layer"] = pair.get("intermediate_layer", train["layer"])
         return train
+
+    def intermediate_feature_settings(self, w: Mapping) -> dict:
+        """The intermediate's features' cache key, as ``settings("strong_features")``."""
+        train = self.intermediate_train(w)
+        return {key: train[key] for key in FEATURE_SETTINGS}
 
     def models(self, role: str | None = None) -> list[str]:
         return model_names(self.config, role)
@@ -543,7 +549,7 @@ class Study:
             return {"template": c["debate"]["judge"]["template"]}
         if stage in ("weak_features", "strong_features"):  # not lr or epochs
             train = c["train"][stage.split("_")[0]]
-            return {key: train[key] for key in ("layer", "max_length", "batch_size")}
+            return {key: train[key] for key in FEATURE_SETTINGS}
         if stage in ("weak", "strong"):
             return dict(c["train"][stage])
         raise ValueError(f"no settings for stage '{stage}'")
@@ -669,15 +675,11 @@ class Study:
     def setting_student_inputs(self, w: Mapping) -> dict[str, str]:
         """A student of another setting: its conflict's splits, and the weak arm's soft labels,
         or (through an intermediate) the intermediate's labels in the same conflict."""
-        conflict = self.setting_conflict(w["setting"])
-        files = {**self.strong_splits(w, conflict), "model": path("model", model=w["strong"])}
-        if self.config["train"]["strong"]["mode"] == "probe":
-            files["features"] = path("strong_features", **_strong(w))
-        if "+via-" in w["setting"]:
+        conflict = setting_conflict(w["setting"])
+        files = {**self.train_strong_inputs(w), **self.strong_splits(w, conflict)}
+        if VIA in w["setting"]:
             files["soft_labels"] = path("intermediate_labels", **_strong(w), weak=w["weak"],
                                         arm=w["arm"], loss=w["loss"], conflict=conflict)
-        else:
-            files["soft_labels"] = self.weak_output(w, w["arm"], "soft_labels")
         return files
 
     def intermediate_inputs(self, w: Mapping) -> dict[str, str]:

@@ -39,10 +39,7 @@ use rule strong_features as intermediate_features with:
     benchmark:
         "results/benchmarks/intermediate_features/{dataset}_seed{seed}_{strong}_{weak}.tsv"
     params:
-        train=lambda wildcards: {
-            key: STUDY.intermediate_train(wildcards)[key]
-            for key in ("layer", "max_length", "batch_size")
-        },
+        train=STUDY.intermediate_feature_settings,
         device=config["device"],
         dtype=config["dtype"],
         splits=lambda wildcards: STUDY.strong_splits(wildcards, "any"),
