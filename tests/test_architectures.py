@@ -173,8 +173,9 @@ def test_label_words_and_chat_template_per_architecture(prepared_tiny, name):
 @pytest.mark.parametrize("name", ARCHS)
 @pytest.mark.parametrize("layer", ["middle", "last"])
 def test_head_reads_the_configured_block(prepared_tiny, tiny_models, name, layer):
-    """The pooled features are the last real token's output of block n//2 (`middle`) or block n
-    (`last`), the blocks above it are dropped, and right padding does not move the token read."""
+    """The pooled features are the last real token's output of block n//2 (`middle`), or
+    transformers' last hidden state (`last`: after the final norm, as openai/weak-to-strong reads
+    it), the blocks above it are dropped, and right padding does not move the token read."""
     from transformers import AutoModel
 
     from w2s_eda.align import load_backbone
@@ -195,9 +196,15 @@ def test_head_reads_the_configured_block(prepared_tiny, tiny_models, name, layer
         hidden = full(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
     last = mask.sum(dim=1) - 1
     expected = hidden[block][torch.arange(len(rows)), last]
-    if block == n:  # transformers' last hidden state has the final norm; the head reads the block
-        pooled = full.norm(pooled)
     assert torch.allclose(pooled, expected, atol=1e-5)
+    if block == n:  # hidden[n] is after the final norm: not the last block's raw output
+        raw = []
+        hook = full.layers[-1].register_forward_hook(lambda module, inputs, output: raw.append(
+            output[0] if isinstance(output, tuple) else output))
+        with torch.no_grad():
+            full(input_ids=ids, attention_mask=mask)
+        hook.remove()
+        assert not torch.allclose(raw[0][torch.arange(len(rows)), last], expected, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", ARCHS)

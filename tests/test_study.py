@@ -178,6 +178,47 @@ def test_cache_keys_hold_only_what_a_stage_depends_on():
         s.settings("nope")
 
 
+LADDER = {
+    "models": {"smollm2-135m": {"packaged": "smollm2-135m-instruct"},
+               "smollm2-b8": {"packaged": "smollm2-135m-instruct", "layer": 8},
+               "minilm-l6": {"packaged": "all-minilm-l6-v2"},
+               "minilm-b2": {"packaged": "all-minilm-l6-v2", "layer": 2}},
+    "pairs": [{"weak": weak, "strong": strong} for weak in ("minilm-l6", "minilm-b2")
+              for strong in ("smollm2-135m", "smollm2-b8")],
+    "align": {"arms": ["baseline"], "controls": []},
+}
+
+
+def test_a_capacity_ladder_reads_one_set_of_weights_at_each_rungs_block():
+    s = Study(validate_config(LADDER))
+    assert len(s.cells) == 4
+    # the rungs share the prepared weights of the first model with the same source
+    assert s.model_dir("minilm-b2") == s.model_dir("minilm-l6") == "resources/models/minilm-l6"
+    assert s.model_dir("smollm2-b8") == "resources/models/smollm2-135m"
+    rung = {**CELL, "weak": "minilm-b2", "strong": "smollm2-b8"}
+    assert s.train_weak_inputs({**rung, "arm": "baseline"})["model"].endswith("minilm-l6/w2s_model.json")
+    assert s.train_strong_inputs(rung)["model"].endswith("smollm2-135m/w2s_model.json")
+    # each rung's block is in its features' and its training runs' cache keys
+    assert s.settings("weak_features", rung)["layer"] == 2
+    assert s.settings("weak_features", CELL)["layer"] == "last"  # train.weak.layer
+    assert s.settings("strong_features", rung)["layer"] == 8
+    assert s.settings("strong", CELL)["layer"] == "middle"
+    assert s.settings("strong", rung)["layer"] == 8
+    # the weak floor of a rung is shared by the strong rungs it is paired with
+    floors = {s.weak_output({**CELL, "weak": "minilm-b2", "strong": strong}, "baseline", "metrics")
+              for strong in ("smollm2-135m", "smollm2-b8")}
+    assert len(floors) == 1 and "weak/minilm-b2/" in floors.pop()
+    # the prepare job of a rung's weights does not see the rung's block
+    assert "layer" not in s.weights_spec("smollm2-b8")
+
+
+def test_a_model_layer_must_be_a_block_name_or_number():
+    bad = {**LADDER, "models": {**LADDER["models"], "minilm-b2": {"packaged": "all-minilm-l6-v2",
+                                                                  "layer": "top"}}}
+    with pytest.raises(ConfigError, match="models.minilm-b2.layer"):
+        validate_config(bad)
+
+
 def test_every_path_template_is_unique_and_under_results_or_resources():
     assert len(set(PATHS.values())) == len(PATHS)
     for name, template in PATHS.items():

@@ -327,6 +327,8 @@ def run_training(
         "seconds": round(result.seconds, 3),
         "examples_per_second": round(result.examples_per_second, 1),
         "loss_first": result.losses[0], "loss_last": result.losses[-1],
+        **({"l2_penalty": result.l2_penalty} if result.l2_penalty is not None else {}),
+        **({"cv_losses": result.cv_losses} if result.cv_losses is not None else {}),
         "loss_curve": [float(np.mean(c)) for c in np.array_split(result.losses, min(50, len(result.losses)))],
     }
     return predictions, record
@@ -643,8 +645,7 @@ def train_strong(
         "training": records[0] if len(records) == 1 else records,
         "seconds": round(time.monotonic() - started, 2),
     }
-    if role == "intermediate":
-        metrics["layer"] = train["layer"]
+    metrics["layer"] = train["layer"]
     write_json(outputs["metrics"], metrics)
     log.info("%s: test accuracy %.3f, AUROC %s%s", name, metrics["test"]["accuracy"],
              fmt(metrics["test"]["auroc"]),

@@ -3,7 +3,10 @@
 Decoder models (causal LMs) are read at the last token, encoders are mean-pooled over the tokens,
 as in openai/weak-to-strong and sentence-transformers. The block is a config key (``layer``):
 middle layers of a small causal LM probe better than its last one. Blocks above the probed one
-are dropped from the model, so extraction and training never compute them.
+are dropped from the model, so extraction and training never compute them. The last block
+(``layer: last``) is read as the model's last hidden state, as transformers returns it and as
+openai/weak-to-strong reads it: after the final norm where the model has one (a Llama's), the
+last block's own output where it has none (a BERT's).
 """
 
 from __future__ import annotations
@@ -58,9 +61,13 @@ class PooledBackbone(nn.Module):
         self.model = model
         self.layer = layer
         self.pooling = pooling
+        # The last block is read from the model's output (after any final norm), an earlier one
+        # from a hook on that block (before the norm the model applies after its last block).
+        self.final = layer >= len(blocks)
         self._captured: torch.Tensor | None = None
-        _, _, kept = _blocks(model)
-        kept[layer - 1].register_forward_hook(self._capture)
+        if not self.final:
+            _, _, kept = _blocks(model)
+            kept[layer - 1].register_forward_hook(self._capture)
 
     def _capture(self, module, inputs, output):
         self._captured = output[0] if isinstance(output, (tuple, list)) else output
@@ -70,8 +77,8 @@ class PooledBackbone(nn.Module):
         return self.model.config.hidden_size
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        hidden, self._captured = self._captured, None
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        hidden, self._captured = (out.last_hidden_state if self.final else self._captured), None
         if self.pooling == "last":
             # Right padding: the last real token of row i sits at (its length - 1).
             last = attention_mask.sum(dim=1) - 1

@@ -129,6 +129,8 @@ REPORTED = {
 
 # What a feature file depends on of a `train` block (not lr or epochs: features are reused).
 FEATURE_SETTINGS = ("layer", "max_length", "batch_size")
+# The stages whose cache key depends on the job's model (models.<name>.layer).
+MODEL_STAGES = ("weak_features", "strong_features", "weak", "strong")
 
 # Folder names beside models' and arms' folders: no model or arm may take them.
 RESERVED_MODEL_NAMES = ("data", "weak")
@@ -479,9 +481,10 @@ class Study:
         return files
 
     def intermediate_train(self, w: Mapping) -> dict:
-        """train.strong with the block the pair's intermediate reads."""
+        """train.strong with the block the pair's intermediate reads: ``intermediate_layer``,
+        else the intermediate model's own ``layer``, else train.strong.layer."""
         pair = self.pair_of(w)
-        train = dict(self.config["train"]["strong"])
+        train = self.train_for("strong", pair["intermediate"])
         train["layer"] = pair.get("intermediate_layer", train["layer"])
         return train
 
@@ -531,7 +534,9 @@ class Study:
 
     # -- cache keys: the config subset each stage's outputs depend on ----------------------------
 
-    def settings(self, stage: str) -> dict:
+    def settings(self, stage: str, w: Mapping | None = None) -> dict:
+        """The cache key of ``stage``; a training or feature stage's depends on the job's model
+        (``w``, its wildcards: the block it is read at)."""
         c = self.config
         if stage == "explain":
             return {k: v for k, v in c["explain"].items() if k != "zero_shot_template"}
@@ -547,11 +552,11 @@ class Study:
             return {**base, "protocol": "consultancy", "n_debaters": 1}
         if stage == "judge":
             return {"template": c["debate"]["judge"]["template"]}
-        if stage in ("weak_features", "strong_features"):  # not lr or epochs
-            train = c["train"][stage.split("_")[0]]
-            return {key: train[key] for key in FEATURE_SETTINGS}
-        if stage in ("weak", "strong"):
-            return dict(c["train"][stage])
+        if stage in MODEL_STAGES:
+            role = stage.split("_")[0]
+            train = self.train_for(role, w[role]) if w is not None else dict(c["train"][role])
+            # features: not lr or epochs
+            return {key: train[key] for key in FEATURE_SETTINGS} if stage != role else train
         raise ValueError(f"no settings for stage '{stage}'")
 
     # -- targets ---------------------------------------------------------------------------------
@@ -574,8 +579,31 @@ class Study:
     def splits(self, w: Mapping, names=SPLITS) -> dict[str, str]:
         return {name: path(name, dataset=w["dataset"], seed=w["seed"]) for name in names}
 
+    # -- models: weights and the block each is read at -------------------------------------------
+
+    def weights_spec(self, model: str) -> dict:
+        """Where a model's weights come from: its config entry without ``layer``."""
+        return {k: v for k, v in self.config["models"][model].items() if k != "layer"}
+
+    def weights_name(self, model: str) -> str:
+        """The model whose prepared folder holds ``model``'s weights: the first one in config
+        order with the same weights, so the rungs of a capacity ladder share one copy."""
+        spec = self.weights_spec(model)
+        return next(name for name in self.config["models"] if self.weights_spec(name) == spec)
+
+    def train_for(self, role: str, model: str) -> dict:
+        """``train.<role>`` with the block ``models.<model>.layer`` names, when it names one."""
+        train = dict(self.config["train"][role])
+        layer = self.config["models"][model].get("layer")
+        if layer is not None:
+            train["layer"] = layer
+        return train
+
     def model_dir(self, model: str) -> str:
-        return path("model_dir", model=model)
+        return path("model_dir", model=self.weights_name(model))
+
+    def model_manifest(self, model: str) -> str:
+        return path("model", model=self.weights_name(model))
 
     def prep_inputs(self, w: Mapping) -> dict[str, str]:
         """A prep job reads its local files, or the BIG-bench task file a download job writes."""
@@ -588,7 +616,7 @@ class Study:
     def strong_stage_inputs(self, w: Mapping) -> dict[str, str]:
         """The splits, the dataset manifest and the prepared strong model."""
         return {**self.splits(w), "manifest": path("manifest", dataset=w["dataset"], seed=w["seed"]),
-                "model": path("model", model=w["strong"])}
+                "model": self.model_manifest(w["strong"])}
 
     def explain_shards(self, w: Mapping) -> list[str]:
         return [path("explain_shard", **_strong(w), shard=shard)
@@ -624,7 +652,7 @@ class Study:
     def judge_inputs(self, w: Mapping) -> dict[str, str]:
         return {**self.splits(w), "manifest": path("manifest", dataset=w["dataset"], seed=w["seed"]),
                 "transcripts": path(w["kind"], **_strong(w)),
-                "model": path("model", model=w["judge"])}
+                "model": self.model_manifest(w["judge"])}
 
     def signal_files(self, w: Mapping, signals) -> dict[str, str]:
         """The files of the strong model's signals ``signals`` for the job's cell; the judge's is
@@ -650,13 +678,13 @@ class Study:
         return path(f"weak_{name}_{scope}", **_weak(w, arm), arm=arm_name)
 
     def weak_feature_inputs(self, w: Mapping) -> dict[str, str]:
-        files = {**self.splits(w), "model": path("model", model=w["weak"])}
+        files = {**self.splits(w), "model": self.model_manifest(w["weak"])}
         files.update(self.signal_files(w, {PART_SIGNALS[p] for p in parts_of(w["context"])}))
         return files
 
     def train_weak_inputs(self, w: Mapping) -> dict[str, str]:
         arm = self.arms[w["arm"]]
-        files = {**self.splits(w), "model": path("model", model=w["weak"])}
+        files = {**self.splits(w), "model": self.model_manifest(w["weak"])}
         if self.config["train"]["weak"]["mode"] == "probe":
             files["features"] = self.weak_feature_path(w, arm)
             targets = {"strong_zero_shot": {"zero_shot"}, "judge": {"judge"}}.get(arm.targets, set())
@@ -667,10 +695,11 @@ class Study:
         return files
 
     def strong_feature_inputs(self, w: Mapping) -> dict[str, str]:
-        return {**self.strong_splits(w, "any"), "model": path("model", model=w["strong"])}
+        return {**self.strong_splits(w, "any"), "model": self.model_manifest(w["strong"])}
 
     def intermediate_feature_inputs(self, w: Mapping) -> dict[str, str]:
-        return {**self.strong_splits(w, "any"), "model": path("model", model=self.intermediate_of(w))}
+        return {**self.strong_splits(w, "any"),
+                "model": self.model_manifest(self.intermediate_of(w))}
 
     def setting_student_inputs(self, w: Mapping) -> dict[str, str]:
         """A student of another setting: its conflict's splits, and the weak arm's soft labels,
@@ -685,14 +714,14 @@ class Study:
     def intermediate_inputs(self, w: Mapping) -> dict[str, str]:
         """The intermediate of a chain learns the weak arm's soft labels."""
         files = {**self.strong_splits(w, w["conflict"]),
-                 "model": path("model", model=self.intermediate_of(w)),
+                 "model": self.model_manifest(self.intermediate_of(w)),
                  "soft_labels": self.weak_output(w, w["arm"], "soft_labels")}
         if self.config["train"]["strong"]["mode"] == "probe":
             files["features"] = path("intermediate_features", **_strong(w), weak=w["weak"])
         return files
 
     def train_strong_inputs(self, w: Mapping) -> dict[str, str]:
-        files = {**self.splits(w, ("w2s_train", "test")), "model": path("model", model=w["strong"])}
+        files = {**self.splits(w, ("w2s_train", "test")), "model": self.model_manifest(w["strong"])}
         if self.config["train"]["strong"]["mode"] == "probe":
             files["features"] = path("strong_features", **_strong(w))
         if "arm" in _named(w):

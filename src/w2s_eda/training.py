@@ -24,6 +24,7 @@ in one process.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -68,6 +69,8 @@ class TrainSettings:
     # Explicit conflict (Yang et al. 2024): the weight of the term pushing the student towards the
     # opposite of the gold label where it already disagrees with gold; 0 turns it off.
     reward_alpha: float = 0.0
+    # L2 penalty on the head's weights (added to the mean loss), or "cv" (see fit_lbfgs).
+    l2_penalty: float | str = 0.0
     lora: dict = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.0})
 
     def __post_init__(self):
@@ -75,6 +78,12 @@ class TrainSettings:
             raise ConfigError(f"training mode '{self.mode}' is unknown; use one of {MODES}")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss '{self.loss}' is unknown; use one of {LOSSES}")
+        if self.optimizer == "lbfgs" and self.mode != "probe":
+            raise ConfigError("optimizer 'lbfgs' fits a probe head on cached features; with mode "
+                              f"'{self.mode}' use adamw, adam or sgd")
+        if self.l2_penalty == "cv" and self.optimizer != "lbfgs":
+            raise ConfigError("l2_penalty 'cv' chooses the penalty of an exact fit: it needs "
+                              "optimizer 'lbfgs'")
         defaults = MODE_DEFAULTS[self.mode]
         self.lr = defaults["lr"] if self.lr is None else self.lr
         self.epochs = defaults["epochs"] if self.epochs is None else self.epochs
@@ -82,7 +91,8 @@ class TrainSettings:
     @classmethod
     def from_config(cls, train: dict, seed: int, loss: str = "xent") -> "TrainSettings":
         """From a ``train.weak`` / ``train.strong`` config block."""
-        keys = ("mode", "optimizer", "lr", "weight_decay", "epochs", "batch_size", "checkpoint_every")
+        keys = ("mode", "optimizer", "lr", "weight_decay", "epochs", "batch_size", "checkpoint_every",
+                "l2_penalty")
         values = {key: train[key] for key in keys if key in train}
         values.update(train.get("logconf", {}))
         values.update(train.get("product", {}))
@@ -381,6 +391,8 @@ class FitResult:
     resumed_from: int
     seconds: float
     examples_per_second: float
+    l2_penalty: float | None = None  # the exact fit's penalty (chosen by CV or given)
+    cv_losses: list[float] | None = None  # mean held-out xent per CV_PENALTIES entry
 
 
 def fit(
@@ -403,6 +415,8 @@ def fit(
     """
     from tqdm import tqdm
 
+    if settings.optimizer == "lbfgs":
+        return fit_lbfgs(model, make_batch, targets, settings, device, desc, gold)
     torch.manual_seed(settings.seed)
     n = len(targets)
     steps_per_epoch = math.ceil(n / settings.batch_size)
@@ -437,7 +451,7 @@ def fit(
         loss = loss_value(
             settings.loss, logits, targets_t[mine].to(accelerator.device), step, total_steps,
             settings, balance, None if gold_t is None else gold_t[mine].to(accelerator.device),
-        )
+        ) + head_penalty(accelerator.unwrap_model(model), settings.l2_penalty)
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -465,6 +479,119 @@ def fit(
         losses=losses, steps=total_steps, resumed_from=start, seconds=seconds,
         examples_per_second=trained / max(seconds, 1e-9),
     )
+
+
+def head_penalty(model: nn.Module, l2: float) -> torch.Tensor | float:
+    """``l2`` times the sum of the head's squared weights (EleutherAI/w2s's logistic probe)."""
+    return l2 * model.head.linear.weight.float().square().sum() if l2 else 0.0
+
+
+# Where the exact fit looks for its penalty (l2_penalty: cv): 0 and 10 values from 1e-4 to 1e4,
+# 5 folds, as EleutherAI/w2s's Classifier.fit_cv.
+CV_PENALTIES = (0.0, *np.logspace(-4, 4, 10).tolist())
+CV_FOLDS = 5
+# Rounds of the exact fit for a loss whose target reads the student's own predictions (logconf,
+# product): round r fixes those predictions from round r - 1 and the logconf weight at step r of
+# LBFGS_ROUNDS, so the weight warms up over the first warmup_frac of the rounds as over the steps
+# of a minibatch run.
+LBFGS_ROUNDS = 10
+LBFGS_MAX_ITER = 500
+
+
+def _lbfgs_fit(model: nn.Module, inputs: dict, targets: torch.Tensor, l2: float,
+               gold: torch.Tensor | None, settings: TrainSettings) -> float:
+    """Minimise mean xent towards ``targets`` (plus the explicit-conflict term on ``gold``) plus
+    the head penalty over every item at once; the loss reached."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.LBFGS(parameters, max_iter=LBFGS_MAX_ITER, line_search_fn="strong_wolfe",
+                                  tolerance_grad=1e-6, tolerance_change=1e-9)
+    value = [float("nan")]
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_value("xent", model(**inputs), targets, 0, 1, settings, 0.5, gold)
+        total = loss + head_penalty(model, l2)
+        total.backward()
+        value[0] = float(loss.detach())
+        return total
+
+    optimizer.step(closure)
+    return value[0]
+
+
+def _round_targets(settings: TrainSettings, targets: torch.Tensor, student: torch.Tensor,
+                   round_: int, balance: float) -> torch.Tensor:
+    """The xent target of one exact-fit round: the loss's own target with the student's
+    predictions ``student`` held fixed (loss_value builds the same from the live predictions)."""
+    if settings.loss == "logconf":
+        coef = logconf_coef(round_, LBFGS_ROUNDS, settings.aux_coef, settings.warmup_frac)
+        return (1 - coef) * targets + coef * hard_predictions(student, balance)
+    weak = torch.stack([1 - targets, targets], dim=-1).clamp(min=1e-12) ** settings.weak_exponent
+    own = torch.stack([1 - student, student], dim=-1) ** settings.student_exponent
+    joint = weak * own
+    return joint[:, 1] / joint.sum(dim=-1)
+
+
+def choose_penalty(model: nn.Module, inputs: dict, targets: torch.Tensor,
+                   settings: TrainSettings) -> tuple[float, list[float]]:
+    """The penalty of CV_PENALTIES with the least mean held-out xent towards the training targets
+    over CV_FOLDS seeded folds (a student's are its weak labels: gold is never read); each fold
+    walks the penalties from the largest down, warm-started. The head is reset afterwards."""
+    n = len(targets)
+    if n < CV_FOLDS:
+        raise ConfigError(f"l2_penalty 'cv' needs at least {CV_FOLDS} training items, got {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(settings.seed))
+    features = inputs["features"]
+    settings = dataclasses.replace(settings, reward_alpha=0.0)  # the conflict term reads gold
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    losses = np.zeros((CV_FOLDS, len(CV_PENALTIES)))
+    for k, held in enumerate(torch.tensor_split(order, CV_FOLDS)):
+        kept = order[~torch.isin(order, held)]
+        model.load_state_dict(initial)
+        for j in reversed(range(len(CV_PENALTIES))):
+            _lbfgs_fit(model, {"features": features[kept]}, targets[kept], CV_PENALTIES[j], None,
+                       settings)
+            with torch.no_grad():
+                losses[k, j] = float(loss_value("xent", model(features=features[held]),
+                                                targets[held], 0, 1, settings, 0.5))
+    model.load_state_dict(initial)
+    mean = losses.mean(axis=0)
+    return CV_PENALTIES[int(np.argmin(mean))], mean.tolist()
+
+
+def fit_lbfgs(model: nn.Module, make_batch: Callable[[list[int], torch.device], dict],
+              targets: np.ndarray, settings: TrainSettings, device: torch.device, desc: str,
+              gold: np.ndarray | None = None) -> FitResult:
+    """The probe head fitted exactly: full-batch L-BFGS on every training item with an L2 penalty
+    (EleutherAI/w2s fits its logistic probes so: w2s/logistic.py, penalty 1e-3 or chosen by
+    cross-validation). xent is one convex fit; logconf and product take LBFGS_ROUNDS rounds.
+    Deterministic, and seconds long, so it keeps no checkpoints."""
+    started = time.monotonic()
+    torch.manual_seed(settings.seed)
+    model = model.to(device)
+    model.train()
+    inputs = make_batch(list(range(len(targets))), device)
+    targets_t = torch.as_tensor(np.asarray(targets, dtype=np.float32), device=device)
+    gold_t = None if gold is None else torch.as_tensor(np.asarray(gold, dtype=np.float32), device=device)
+    cv_losses = None
+    l2 = settings.l2_penalty
+    if l2 == "cv":
+        l2, cv_losses = choose_penalty(model, inputs, targets_t, settings)
+    losses = [_lbfgs_fit(model, inputs, targets_t, l2, gold_t, settings)]
+    if settings.loss != "xent":
+        balance = float(targets_t.mean())
+        for round_ in range(1, LBFGS_ROUNDS + 1):
+            with torch.no_grad():
+                student = torch.softmax(model(**inputs).float(), dim=-1)[:, 1]
+            round_targets = _round_targets(settings, targets_t, student, round_, balance)
+            losses.append(_lbfgs_fit(model, inputs, round_targets, l2, gold_t, settings))
+    seconds = time.monotonic() - started
+    log.info("%s: exact fit (L-BFGS, l2 penalty %g%s), loss %.4f -> %.4f, %.1f s", desc, l2,
+             " chosen by 5-fold CV on the training targets" if cv_losses else "", losses[0],
+             losses[-1], seconds)
+    return FitResult(losses=losses, steps=len(losses), resumed_from=0, seconds=seconds,
+                     examples_per_second=len(targets) * len(losses) / max(seconds, 1e-9),
+                     l2_penalty=float(l2), cv_losses=cv_losses)
 
 
 @torch.no_grad()

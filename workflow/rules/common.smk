@@ -9,6 +9,7 @@ from snakemake.io import report as in_report  # `report` opens a directive in .s
 
 from w2s_eda.errors import ConfigError
 from w2s_eda.study import (
+    MODEL_STAGES,
     PATHS,
     REPORTED,
     SPLITS,
@@ -55,7 +56,10 @@ wildcard_constraints:
 
 
 def settings(stage):
-    """A stage's cache key: the config subset its outputs depend on (passed as params)."""
+    """A stage's cache key: the config subset its outputs depend on (passed as params); a
+    training or feature stage's is a function of the job's model."""
+    if stage in MODEL_STAGES:
+        return lambda wildcards: STUDY.settings(stage, wildcards)
     return STUDY.settings(stage)
 
 

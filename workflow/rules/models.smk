@@ -13,7 +13,7 @@ rule prepare_model:
     resources:
         mem_mb=8000,
     params:
-        spec=lambda wildcards: config["models"][wildcards.model],
+        spec=lambda wildcards: STUDY.weights_spec(wildcards.model),
         offline=config["offline"],
         model_dir=model_dir("model"),
     script:
