@@ -40,8 +40,9 @@ from w2s_eda.stats import accuracy_rows, mcnemar, mde_paired  # noqa: E402
 from w2s_eda.study import path  # noqa: E402
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-# The registered offline tasks that load: BIG-bench's fever has texts with both labels (prep
-# stops on them by design), so it is left out.
+# The registered offline tasks of the recorded run (bench/records/w2s_power.md). fever was left
+# out then, when prep stopped on its one claim under both labels (its registry default is now
+# `label_conflicts: drop`); the BIG-bench tasks registered later were not run.
 TASKS = ("epistemic_reasoning", "strategyqa", "sports_understanding")
 
 

@@ -145,6 +145,59 @@ def test_mcnemar_p_is_holm_corrected_over_the_cell_and_comes_with_its_mde(cell):
     assert rows["debate"]["vs_baseline_accuracy_diff"] == pytest.approx(1 - 0.375)
 
 
+def test_every_student_row_carries_its_gain_over_the_floor(cell):
+    rows = _rows(cell)
+    for row in rows.values():
+        assert row["w2s_minus_floor"] == pytest.approx(row["w2s_accuracy"] - row["floor_accuracy"])
+        low, high = row["w2s_minus_floor_ci_low"], row["w2s_minus_floor_ci_high"]
+        assert low <= row["w2s_minus_floor"] <= high
+    # Floor 0.5: debate 1.0, baseline 0.375, self_distill 0.75.
+    assert rows["debate"]["w2s_minus_floor"] == pytest.approx(0.5)
+    assert rows["baseline"]["w2s_minus_floor"] == pytest.approx(-0.125)
+    assert rows["self_distill"]["w2s_minus_floor"] == pytest.approx(0.25)
+    # McNemar against the floor: debate right alone on items 2, 3, 6, 7, the floor never ->
+    # 2 * 0.5^4; the baseline student 0 / 1 (item 5) -> 1.
+    assert rows["debate"]["w2s_minus_floor_p"] == pytest.approx(0.125)
+    assert rows["baseline"]["w2s_minus_floor_p"] == pytest.approx(1.0)
+
+
+def test_floor_and_ceiling_error_agreement_is_on_every_row(cell):
+    # Floor wrong on items 2, 3, 6, 7, the ceiling on 7: overlap 1/4. Same correctness on 0, 1,
+    # 4, 5, 7: c_obs = 5/8; accuracies 0.5 and 0.875: c_exp = 0.5; kappa = 0.125 / 0.5 = 0.25.
+    # CAPA: the same prediction on 5 items (0.8² + 0.2² = 0.68), a different one on 3 (0.32):
+    # c_obs = 4.36 / 8 = 0.545; mean P(correct) 0.5 and 5.8 / 8 = 0.725: c_exp = 0.5; 0.09.
+    for row in _rows(cell).values():
+        assert row["error_overlap"] == pytest.approx(0.25)
+        assert row["error_agreement_kappa"] == pytest.approx(0.25)
+        assert row["capa"] == pytest.approx(0.09)
+
+
+def _train_predictions(path, p_label1, target) -> str:
+    """A student's w2s_train predictions (id, p_label1, target: the soft label it learned)."""
+    pd.DataFrame({"id": [f"train{i}" for i in range(len(target))], "p_label1": p_label1,
+                  "target": target}).to_parquet(path)
+    return str(path)
+
+
+def test_misfit_is_read_from_the_students_train_predictions(cell, tmp_path):
+    # See test_stats.test_misfit_by_hand: 0.0375 and 1/4.
+    cell["student_train_predictions"] = {"debate": {"xent": _train_predictions(
+        tmp_path / "debate_train.parquet", [0.9, 0.4, 0.7, 0.2], [0.6, 0.6, 0.8, 0.1])}}
+    cell["control_train_predictions"] = {"self_distill": {"xent": _train_predictions(
+        tmp_path / "self_distill_train.parquet", [0.2, 0.8], [0.2, 0.8])}}
+    rows = _rows(cell)
+    debate = rows["debate"]
+    assert (debate["misfit"], debate["misfit_hard"]) == (pytest.approx(0.0375), 0.25)
+    assert rows["debate"]["misfit_n"] == 4
+    assert (rows["self_distill"]["misfit"], rows["self_distill"]["misfit_hard"]) == (0.0, 0.0)
+    # A student without w2s_train predictions has no misfit.
+    assert rows["baseline"]["misfit"] is None and rows["baseline"]["misfit_hard"] is None
+    cell["student_train_predictions"]["debate"]["xent"] = _train_predictions(
+        tmp_path / "gap.parquet", [0.9, 0.4], [0.6, None])
+    with pytest.raises(DatasetError, match="gap.parquet"):
+        analyze_cell(cell, n_resamples=10)
+
+
 def test_strong_zero_shot_and_judge_accuracy_are_on_every_row(cell):
     for row in _rows(cell).values():
         assert row["strong_zero_shot_accuracy"] == 0.75
@@ -180,7 +233,9 @@ def test_the_written_outputs_describe_each_arm_and_hold_the_arms_table(cell, tmp
         ("baseline", "arm"), ("debate", "arm"), ("ensemble", "arm"), ("self_distill", "control")]
     for column in ("pgr_vs_own_weak_accuracy", "pgr_accuracy_undefined_in_resamples",
                    "vs_baseline_mcnemar_p_holm", "vs_baseline_mde", "strong_zero_shot_accuracy",
-                   "judge_accuracy_debates"):
+                   "judge_accuracy_debates", "w2s_minus_floor", "w2s_minus_floor_ci_low",
+                   "w2s_minus_floor_ci_high", "w2s_minus_floor_p", "misfit", "misfit_hard",
+                   "error_overlap", "error_agreement_kappa", "capa"):
         assert column in summary.columns
     md = (tmp_path / "out/summary.md").read_text()
     for arm, spec in ARMS.items():

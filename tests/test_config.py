@@ -160,3 +160,14 @@ def test_command_line_strings_inside_lists_and_mappings_are_read_as_yaml():
 def test_yaml_1_1_booleans_are_not_taken_for_true_or_false():
     with pytest.raises(ConfigError, match="config key 'offline'"):
         validate_config({"offline": "yes"})
+
+
+def test_label_conflicts_applies_to_registered_and_local_datasets(tmp_path):
+    data = write_jsonl(tmp_path / "d.jsonl", balanced_rows(2))
+    config = validate_config({"datasets": {"fever": {}, "winowhy": {"label_conflicts": "error"},
+                                           "mine": {"path": str(data), "label_conflicts": "drop"}}})
+    # No schema default, so the registry's (`drop` for fever) still applies.
+    assert config["datasets"]["fever"] == {}
+    assert config["datasets"]["winowhy"] == {"label_conflicts": "error"}
+    with pytest.raises(ConfigError, match="config key 'datasets.fever.label_conflicts'"):
+        validate_config({"datasets": {"fever": {"label_conflicts": "keep"}}})

@@ -98,18 +98,91 @@ def make_sdist(path, tasks):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_bigbench_task_becomes_binary_items(tmp_path):
-    path = tmp_path / "epistemic_reasoning.json"
-    path.write_text(json.dumps(TASK))
-    items = bigbench.load_task(path, "entailment")
+# Every registered BIG-bench task: its folder in the sdist, and examples from its task.json (both
+# labels, scored as the real file scores them) with the label each must get.
+BIGBENCH_EXAMPLES = {
+    "epistemic_reasoning": ("epistemic_reasoning", [
+        (TASK["examples"][0]["input"], TASK["examples"][0]["target_scores"], 1),
+        (TASK["examples"][1]["input"], TASK["examples"][1]["target_scores"], 0),
+    ]),
+    "strategyqa": ("strategyqa", [
+        ("Is Cholera alive?", {"Yes": 1, "No": 0}, 1),
+        ("Can you chew argon?", {"Yes": 0, "No": 1}, 0),
+    ]),
+    "fever": ("fact_checker/fever", [
+        ("On June 2017, the following claim was made: Bala directed.\nQ: Was this claim true or "
+         "false?", {"true": 1, "false": 0}, 1),
+        ("On June 2017, the following claim was made: MS-13 is kind.\nQ: Was this claim true or "
+         "false?", {"true": 0, "false": 1}, 0),
+    ]),
+    "sports_understanding": ("sports_understanding", [
+        ("Hulk got on base", {"plausible": 0, "implausible": 1}, 0),
+        ("Xavi took a throw in", {"plausible": 1, "implausible": 0}, 1),
+    ]),
+    "winowhy": ("winowhy", [
+        ("The man lifted the boy onto his bunk bed. The 'his' refers to the boy because he is a "
+         "boy.", {"correct": 0, "incorrect": 1}, 0),
+        ("Jim yelled at Kevin because he was so upset. The 'he' refers to jim because Jim is the "
+         "yeller.", {"correct": 1, "incorrect": 0}, 1),
+    ]),
+    "hyperbaton": ("hyperbaton", [
+        ('Which sentence has the correct adjective order: a " old tan car " b " tan old car " ?',
+         {"a": 1, "b": 0}, 1),
+        ('Which sentence has the correct adjective order: a " new big cat " b " big new cat " ?',
+         {"a": 0, "b": 1}, 0),
+    ]),
+    "formal_fallacies_syllogisms_negation": ("formal_fallacies_syllogisms_negation", [
+        ('"Here comes a perfectly valid argument: First, every stepbrother of Joan is a schoolmate '
+         'of Reyes. Hence, every schoolmate of Reyes is a stepbrother of Joan."\n Is the argument, '
+         "given the explicitly stated premises, deductively valid or invalid?",
+         {"valid": 0, "invalid": 1}, 0),
+        ('"Here comes a perfectly valid argument: First, whoever is a close friend of Nicole is '
+         'not a sister of Dovie. Hence, no sister of Dovie is a close friend of Nicole."\n Is the '
+         "argument, given the explicitly stated premises, deductively valid or invalid?",
+         {"valid": 1, "invalid": 0}, 1),
+    ]),
+    "play_dialog_same_or_different": ("play_dialog_same_or_different", [
+        ('Escalus. My lord.\nIn the preceding dialogue, were the lines "My lord." and "Escalus." '
+         "spoken by the same person or different people?", {"same": 0, "different": 1}, 0),
+        ('Stand farther. Come, proceed.\nIn the preceding dialogue, were the lines "Stand '
+         'farther." and "Come, proceed." spoken by the same person or different people?',
+         {"same": 1, "different": 0}, 1),
+    ]),
+    "metaphor_boolean": ("metaphor_boolean", [  # float scores, as in the real file
+        ("Time flies <-->  time is slow", {"True": 0.0, "False": 1.0}, 0),
+        ("Time flies <-->  time passes very fast", {"True": 1.0, "False": 0.0}, 1),
+    ]),
+    "valid_parentheses": ("cs_algorithms/valid_parentheses", [
+        ("[ (", {"Valid": 0, "Invalid": 1}, 0),
+        ("{ }", {"Valid": 1, "Invalid": 0}, 1),
+    ]),
+}
+
+
+def test_every_registered_bigbench_task_has_examples_below():
+    assert set(BIGBENCH_EXAMPLES) == {name for name, e in DATASETS.items() if e.bigbench_task}
+
+
+@pytest.mark.parametrize("name", sorted(BIGBENCH_EXAMPLES))
+def test_bigbench_task_becomes_binary_items(tmp_path, name):
+    """Extracted from its folder and labelled by its positive key, as the registry entry says."""
+    folder, examples = BIGBENCH_EXAMPLES[name]
+    task = {"name": folder.split("/")[-1],
+            "examples": [{"input": text, "target_scores": scores} for text, scores, _ in examples]}
+    sdist = tmp_path / "bigbench-1.0.0.tar.gz"
+    sha = make_sdist(sdist, {folder: task})
+    entry, out = DATASETS[name], tmp_path / f"{name}.json"
+    bigbench.fetch_tasks({entry.bigbench_task: out}, url=sdist.as_uri(), sha256=sha)
+    items = bigbench.load_task(out, entry.bigbench_positive)
     assert [(item.text, item.label, item.row) for item in items] == [
-        ("Premise: A. Hypothesis: B.", 1, 1),
-        ("Premise: C. Hypothesis: D.", 0, 2),
+        (text, label, row) for row, (text, _, label) in enumerate(examples, start=1)
     ]
+    assert len(entry.label_names) == 2 and entry.question.endswith("?")
 
 
-def test_bigbench_non_binary_example_is_named(tmp_path):
-    task = {"examples": [{"input": "x", "target_scores": {"a": 1, "b": 0, "c": 0}}]}
+@pytest.mark.parametrize("scores", [{"a": 1, "b": 0, "c": 0}, {"a": 0.5, "b": 0.5}, {"a": 1, "b": 1}])
+def test_bigbench_non_binary_example_is_named(tmp_path, scores):
+    task = {"examples": [{"input": "x", "target_scores": scores}]}
     path = tmp_path / "t.json"
     path.write_text(json.dumps(task))
     with pytest.raises(DatasetError, match="example 1"):

@@ -1,13 +1,14 @@
 """Splits: balanced, deterministic for a seed, disjoint by normalised content."""
 
 import json
+import logging
 
 import pandas as pd
 import pytest
 
 from conftest import balanced_rows, write_jsonl
 from w2s_eda.data.items import Item, content_hash
-from w2s_eda.data.splits import assert_disjoint, deduplicate, make_splits
+from w2s_eda.data.splits import assert_disjoint, deduplicate, drop_label_conflicts, make_splits
 from w2s_eda.errors import DatasetError
 from w2s_eda.prep import prepare
 
@@ -77,10 +78,17 @@ def test_duplicates_are_dropped_but_conflicting_labels_are_an_error():
         deduplicate([Item("x", 1, "f", 1), Item("x", 0, "f", 2)], "d")
 
 
-def _prepare(tmp_path, spec, sizes=SIZES, seed=0):
+def test_drop_label_conflicts_removes_every_row_of_a_text_seen_under_both_labels():
+    items = [Item("x", 1, "f", 1), Item(" X ", 0, "f", 2), Item("x", 1, "f", 3),
+             Item("y", 0, "f", 4), Item("y", 0, "f", 5)]
+    kept, n_texts = drop_label_conflicts(items)
+    assert [item.row for item in kept] == [4, 5] and n_texts == 1
+
+
+def _prepare(tmp_path, spec, sizes=SIZES, seed=0, name="mine", bigbench_file=None):
     out = tmp_path / "out"
     outputs = {split: str(out / f"{split}.parquet") for split in SIZES}
-    manifest = prepare("mine", spec, sizes, seed, outputs, str(out / "manifest.json"))
+    manifest = prepare(name, spec, sizes, seed, outputs, str(out / "manifest.json"), bigbench_file)
     return manifest, {split: pd.read_parquet(path) for split, path in outputs.items()}
 
 
@@ -101,6 +109,50 @@ def test_prepare_writes_parquet_splits_and_a_manifest(tmp_path):
     assert on_disk == manifest
     again, _ = _prepare(tmp_path, {"path": str(path)})
     assert again == manifest  # deterministic, down to the content hashes
+
+
+def _conflicting_rows():
+    """Balanced rows plus two texts seen under both labels (one of them three times)."""
+    rows = balanced_rows(20)
+    return rows + [{"text": rows[0]["text"].upper(), "label": 1 - rows[0]["label"]},
+                   {"text": "both", "label": 0}, {"text": "both", "label": 1},
+                   {"text": "both ", "label": 1}]
+
+
+def test_label_conflicts_drop_removes_the_texts_and_records_them(tmp_path, caplog):
+    path = write_jsonl(tmp_path / "d.jsonl", _conflicting_rows())
+    with caplog.at_level(logging.WARNING, logger="w2s_eda.prep"):
+        manifest, frames = _prepare(tmp_path, {"path": str(path), "label_conflicts": "drop"})
+    assert manifest["label_conflicts"] == {"mode": "drop", "dropped_texts": 2, "dropped_rows": 5}
+    assert manifest["duplicates_dropped"] == 0
+    texts = {text.casefold().strip() for frame in frames.values() for text in frame.text}
+    assert not texts & {"both", balanced_rows(20)[0]["text"]}
+    assert "2 text(s) seen under both labels dropped (5 rows" in caplog.text
+
+
+def test_label_conflicts_error_is_the_default_and_names_the_key(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", _conflicting_rows())
+    with pytest.raises(DatasetError, match=r"label 0 at d.jsonl, row 1 and label 1 at d.jsonl, "
+                                           r"row 41; set `datasets.mine.label_conflicts: drop`"):
+        _prepare(tmp_path, {"path": str(path)})
+    clean = write_jsonl(tmp_path / "clean.jsonl", balanced_rows(20))
+    manifest, _ = _prepare(tmp_path, {"path": str(clean)})
+    assert manifest["label_conflicts"] == {"mode": "error", "dropped_texts": 0, "dropped_rows": 0}
+
+
+def test_registry_default_label_conflicts_and_the_config_override(tmp_path):
+    """fever's file has one claim under both labels: the registry drops it, `error` stops."""
+    claim = "On June 2017, the following claim was made: {}.\nQ: Was this claim true or false?"
+    examples = [{"input": claim.format(f"Claim {i} holds"),
+                 "target_scores": {"true": i % 2, "false": 1 - i % 2}} for i in range(40)]
+    examples += [{"input": claim.format("An island is part of the ABC Islands"),
+                  "target_scores": {"true": label, "false": 1 - label}} for label in (1, 0)]
+    task = tmp_path / "fever.json"
+    task.write_text(json.dumps({"name": "fever", "examples": examples}))
+    manifest, _ = _prepare(tmp_path, {}, name="fever", bigbench_file=str(task))
+    assert manifest["label_conflicts"] == {"mode": "drop", "dropped_texts": 1, "dropped_rows": 2}
+    with pytest.raises(DatasetError, match="set `datasets.fever.label_conflicts: drop`"):
+        _prepare(tmp_path, {"label_conflicts": "error"}, name="fever", bigbench_file=str(task))
 
 
 def test_prepare_with_one_class_names_the_file(tmp_path):

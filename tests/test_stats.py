@@ -10,10 +10,13 @@ from w2s_eda.stats import (
     across_seeds,
     accuracy_rows,
     auroc_rows,
+    capa,
     deception,
+    error_agreement,
     holm,
     mcnemar,
     mde_paired,
+    misfit,
     paired_bootstrap,
     pgr,
 )
@@ -77,6 +80,56 @@ def test_paired_bootstrap_takes_pgr_against_the_arms_own_weak_model_on_the_same_
     assert flat["pgr_vs_own_weak_accuracy"] == (None, None)
     assert flat["pgr_vs_own_weak_accuracy_undefined_fraction"] == 1.0
     assert "pgr_vs_own_weak_accuracy" not in plain
+
+
+def test_w2s_minus_floor_is_resampled_with_the_pgr():
+    preds = Predictions(Y, FLOOR, CEILING)
+    out = paired_bootstrap(preds, STUDENT, n_resamples=2000, seed=7)
+    low, high = out["w2s_minus_floor_accuracy"]
+    assert low < 0.7 - 0.6 < high
+    # Paired: a student equal to the floor differs from it by exactly 0 on every resample.
+    same = paired_bootstrap(preds, FLOOR, n_resamples=200, seed=7)
+    assert same["w2s_minus_floor_accuracy"] == (0, 0)
+
+
+def test_misfit_by_hand():
+    # Differences 0.3, -0.2, -0.1, 0.1: squares 0.09 + 0.04 + 0.01 + 0.01 = 0.15, / 4 = 0.0375.
+    # Hard predictions 1,0,1,0 against 1,1,1,0: they differ on item 1 only, 1/4.
+    out = misfit(np.array([0.9, 0.4, 0.7, 0.2]), np.array([0.6, 0.6, 0.8, 0.1]))
+    assert out == {"misfit": pytest.approx(0.0375), "misfit_hard": 0.25, "misfit_n": 4}
+    assert misfit(np.array([]), np.array([])) == {"misfit": None, "misfit_hard": None,
+                                                    "misfit_n": 0}
+
+
+def test_error_overlap_and_error_consistency_by_hand():
+    # Floor wrong on items 3, 4, 7, 8; ceiling on item 9: no common error of the 5 -> overlap 0.
+    # Same correctness on items 0, 1, 2, 5, 6: c_obs = 0.5; accuracies 0.6 and 0.9:
+    # c_exp = 0.54 + 0.04 = 0.58; kappa = (0.5 - 0.58) / 0.42 = -4/21.
+    assert error_agreement(Y, FLOOR, CEILING) == {
+        "error_overlap": 0.0, "error_agreement_kappa": pytest.approx(-4 / 21)}
+    # Floor vs student (wrong on 1, 8, 9): both wrong on item 8 of the 6 with an error -> 1/6;
+    # same correctness on 0, 2, 5, 6, 8: c_obs = 0.5, c_exp = 0.6 * 0.7 + 0.4 * 0.3 = 0.54;
+    # kappa = -0.04 / 0.46 = -2/23.
+    assert error_agreement(Y, FLOOR, STUDENT) == {
+        "error_overlap": pytest.approx(1 / 6), "error_agreement_kappa": pytest.approx(-2 / 23)}
+    # Identical models: every error shared, kappa 1; two perfect models: both undefined.
+    assert error_agreement(Y, FLOOR, FLOOR) == {"error_overlap": 1.0, "error_agreement_kappa": 1.0}
+    assert error_agreement(Y, Y, Y) == {"error_overlap": None, "error_agreement_kappa": None}
+
+
+def test_capa_by_hand():
+    # c_obs per item = p_a p_b + (1 - p_a)(1 - p_b): 0.74, 0.46, 0.56, 0.5 -> mean 0.565.
+    # Mean probability on the correct label: a (0.8, 0.6, 0.8, 0.4) 0.65, b (0.9, 0.3, 0.6, 0.5)
+    # 0.575; c_exp = 0.65 * 0.575 + 0.35 * 0.425 = 0.5225; kappa_p = 0.0425 / 0.4775 = 17/191.
+    labels = np.array([1, 1, 0, 0])
+    assert capa(labels, np.array([0.8, 0.6, 0.2, 0.6]), np.array([0.9, 0.3, 0.4, 0.5])) \
+        == pytest.approx(17 / 191)
+    # With hard (0/1) predictions and two options CAPA is the error consistency: agreeing on the
+    # prediction is agreeing on correctness.
+    hard_floor, hard_ceiling = (FLOOR > 0.5).astype(float), (CEILING > 0.5).astype(float)
+    assert capa(Y, hard_floor, hard_ceiling) == pytest.approx(-4 / 21)
+    assert capa(Y, Y.astype(float), Y.astype(float)) is None  # c_exp = 1
+    assert capa(np.array([]), np.array([]), np.array([])) is None
 
 
 def test_holm_adjusts_step_down_by_hand():

@@ -219,6 +219,41 @@ def test_a_model_layer_must_be_a_block_name_or_number():
         validate_config(bad)
 
 
+def test_a_dataset_can_run_a_subset_of_the_arms_beside_another_with_all_of_them():
+    """The default study's layout: a large baseline cell (nothing generated) beside a small cell
+    of the same task with the EDA arms."""
+    s = Study(validate_config({
+        "datasets": {"winowhy": {"arms": ["baseline"], "controls": []},
+                     "winowhy_eda": {"registry": "winowhy"}},
+        "align": {"arms": ["baseline", "explain", "debate", "eda"],
+                  "controls": ["strong_zero_shot", "self_distill"]}}))
+    big, small = (dict(CELL, dataset=name) for name in ("winowhy", "winowhy_eda"))
+    assert s.cell_signals("winowhy") == set()
+    assert s.cell_signals("winowhy_eda") == {"explanations", "debates", "zero_shot"}
+    assert list(s.cell_files(big)["metrics"]["students"]) == ["baseline"]
+    assert s.cell_files(big)["metrics"]["controls"] == {}
+    assert list(s.cell_files(small)["metrics"]["students"]) == ["baseline", "explain", "debate", "eda"]
+    files = s.analysis_files()
+    assert not [f for f in files if "/winowhy/" in f and ("explain" in f or "debate" in f
+                                                         or "zero_shot" in f)]
+    assert any("/winowhy_eda/" in f and f.endswith("debate_stats.json") for f in files)
+    # every student's w2s_train predictions reach the analysis (misfit)
+    (cell, _) = s.analysis_cells()
+    assert cell["student_train_predictions"]["baseline"]["xent"].endswith(
+        "w2s/minilm-l6/baseline/xent/train_predictions.parquet")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"arms": ["baseline", "debate"]}, r"'datasets.winowhy.arms\[1\]': 'debate' is not in 'align.arms'"),
+    ({"arms": ["explain"]}, "'datasets.winowhy.arms': 'baseline' must be listed"),
+    ({"controls": ["self_distill"]}, r"'datasets.winowhy.controls\[0\]'"),
+])
+def test_a_datasets_own_arms_and_controls_are_the_studys(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config({"datasets": {"winowhy": spec},
+                         "align": {"arms": ["baseline", "explain"], "controls": []}})
+
+
 def test_every_path_template_is_unique_and_under_results_or_resources():
     assert len(set(PATHS.values())) == len(PATHS)
     for name, template in PATHS.items():

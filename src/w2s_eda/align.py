@@ -598,7 +598,7 @@ def train_strong(
     folds = (cross_fit_folds(len(targets), seed) if role == "intermediate"
              else [np.array([], dtype=int)])
     labels_out = np.full(len(targets), np.nan)
-    test_predictions, records = [], []
+    test_predictions, train_predictions, records = [], [], []
     checkpoints = Path(outputs["metrics"]).parent / "checkpoints"
     for k, held_out in enumerate(folds):
         rows = np.flatnonzero(keep & ~np.isin(np.arange(len(targets)), held_out))
@@ -615,15 +615,18 @@ def train_strong(
             fold_targets = np.concatenate(
                 [fold_targets, frames["conflict"]["label"].to_numpy(dtype=np.float32)])
             ids += frames["conflict"]["id"].tolist()
-        fold_source = source.with_splits(
-            train=train_items, **({"held_out": source.take("train", held_out)} if len(held_out) else {}))
+        extra = {"held_out": source.take("train", held_out)} if len(held_out) else {}
+        if "train" in outputs:  # every w2s_train item, for the misfit to the labels it learnt
+            extra["w2s_train"] = source.take("train")
+        fold_source = source.with_splits(train=train_items, **extra)
         predictions, record = run_training(
-            fold_source, factory, fold_targets, ["test", "held_out"] if len(held_out) else ["test"],
+            fold_source, factory, fold_targets, ["test", *extra],
             settings, checkpoints if len(folds) == 1 else checkpoints / f"fold{k}", torch_device,
             bf16, data_key=fingerprint(ids, fold_targets.tolist(), setting),
             desc=name if len(folds) == 1 else f"{name} fold {k}", gold=fold_gold,
         )
         test_predictions.append(predictions["test"])
+        train_predictions.append(predictions.get("w2s_train"))
         if len(held_out):
             labels_out[held_out] = predictions["held_out"]
         records.append({"n_train": len(fold_targets), **record})
@@ -633,6 +636,9 @@ def train_strong(
     _write_predictions(outputs["test"], frames["test"], test_p)
     if role == "intermediate":
         _write_predictions(outputs["labels"], frames["train"][["id"]], labels_out)
+    if "train" in outputs:  # the student's P(label 1) on w2s_train, beside the labels it learnt
+        _write_predictions(outputs["train"], frames["train"][["id"]],
+                           np.mean(train_predictions, axis=0), {"target": targets})
     metrics = {
         "role": role, "arm": arm, "loss": loss, "mode": settings.mode,
         "model": read_json(Path(model_dir) / MODEL_MANIFEST)["name"], "seed": seed,

@@ -24,13 +24,16 @@ from .stats import (
     accuracy,
     across_seeds,
     auroc,
+    capa,
     deception,
     deception_ds,
     deception_ds_resamples,
+    error_agreement,
     fmt,
     holm,
     mcnemar,
     mde_paired,
+    misfit,
     paired_bootstrap,
     percentile_ci,
     pgr,
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 
 CELL_KEYS = ("dataset", "seed", "weak", "strong")
 NO_SETTING = "none"  # the setting of the study's standard students and of the controls
+NO_MISFIT = {"misfit": None, "misfit_hard": None, "misfit_n": None}  # no w2s_train predictions
 
 
 def _read(path: str) -> pd.DataFrame:
@@ -81,23 +85,44 @@ def _references(cell: dict, floor_frame: pd.DataFrame) -> dict:
     return out
 
 
-def _students(cell: dict, floor_frame: pd.DataFrame) -> list[tuple[str, str, str, str, np.ndarray]]:
-    """(arm, loss, kind, setting, test predictions) of every arm's student, then every control's
-    (setting "none"), then the arms' students trained under other settings, setting by setting."""
+TEST_FILES = ("student_predictions", "control_predictions", "setting_predictions")
+TRAIN_FILES = ("student_train_predictions", "control_train_predictions",
+               "setting_train_predictions")
+
+
+def _student_files(cell: dict, keys: tuple[str, str, str]) -> list[tuple[str, str, str, str, str]]:
+    """(arm, loss, kind, setting, path) of every arm's student, then every control's (setting
+    "none"), then the arms' students trained under other settings, setting by setting; ``keys``
+    name the cell's three dicts of files (test predictions, or the optional w2s_train ones)."""
+    arms, controls, by_setting = (cell.get(key) or {} for key in keys)
     files = [(arm, loss, "arm", NO_SETTING, path)
-             for arm, by_loss in cell["student_predictions"].items()
-             for loss, path in by_loss.items()]
+             for arm, by_loss in arms.items() for loss, path in by_loss.items()]
     files += [(name, loss, "control", NO_SETTING, path)
-              for name, by_loss in (cell.get("control_predictions") or {}).items()
-              for loss, path in by_loss.items()]
-    settings = cell.get("setting_predictions") or {}
-    if NO_SETTING in settings:
-        raise ValueError(f'setting_predictions: "{NO_SETTING}" is the setting of '
-                         "student_predictions; name the other settings only")
-    files += [(arm, loss, "arm", setting, path) for setting, by_arm in settings.items()
-              for arm, by_loss in by_arm.items() for loss, path in by_loss.items()]
+              for name, by_loss in controls.items() for loss, path in by_loss.items()]
+    if NO_SETTING in by_setting:
+        raise ValueError(f'{keys[2]}: "{NO_SETTING}" is the setting of '
+                         f"{keys[0]}; name the other settings only")
+    return files + [(arm, loss, "arm", setting, path) for setting, by_arm in by_setting.items()
+                    for arm, by_loss in by_arm.items() for loss, path in by_loss.items()]
+
+
+def _students(cell: dict, floor_frame: pd.DataFrame) -> list[tuple[str, str, str, str, np.ndarray]]:
+    """(arm, loss, kind, setting, test predictions) of every student (``_student_files``)."""
     return [(arm, loss, kind, setting, _aligned(floor_frame, _read(path), path))
-            for arm, loss, kind, setting, path in files]
+            for arm, loss, kind, setting, path in _student_files(cell, TEST_FILES)]
+
+
+def _misfits(cell: dict) -> dict[tuple[str, str, str, str], dict]:
+    """Charikar et al.'s misfit (stats.misfit) per (arm, loss, kind, setting) of every student
+    whose w2s_train predictions the cell names (``TRAIN_FILES``; columns id, p_label1 = the
+    student's P(label 1) and target = the soft label it learned on that item)."""
+    out = {}
+    for arm, loss, kind, setting, path in _student_files(cell, TRAIN_FILES):
+        frame = pd.read_parquet(path, columns=["id", "p_label1", "target"])
+        if frame["target"].isna().any():
+            raise DatasetError(f"{path}: a w2s_train item has no target; rerun that student")
+        out[(arm, loss, kind, setting)] = misfit(frame["p_label1"], frame["target"])
+    return out
 
 
 def _deception_score(labels: np.ndarray, weak: np.ndarray, ceiling: np.ndarray,
@@ -143,7 +168,8 @@ def _add_ds_differences(rows: list[dict], resamples: list[np.ndarray]) -> None:
 def _student_row(preds: Predictions, student: np.ndarray, own_weak: np.ndarray | None,
                  baseline: np.ndarray | None, n_resamples: int, seed: int) -> dict:
     """One student's scores, PGR against the baseline floor and (for an arm) against its own weak
-    model, bootstrap CIs, and (against the baseline student) McNemar p and the MDE."""
+    model, its accuracy minus the floor's (exact McNemar p against the floor), bootstrap CIs, and
+    (against the baseline student) McNemar p and the MDE."""
     labels = preds.labels
     floor_acc, ceiling_acc = accuracy(labels, preds.floor), accuracy(labels, preds.ceiling)
     w2s_acc, w2s_auc = accuracy(labels, student), auroc(labels, student)
@@ -151,12 +177,16 @@ def _student_row(preds: Predictions, student: np.ndarray, own_weak: np.ndarray |
     pgr_acc, why_acc = pgr(w2s_acc, floor_acc, ceiling_acc)
     pgr_auc, why_auc = pgr(w2s_auc, auroc(labels, preds.floor), auroc(labels, preds.ceiling))
     boot = paired_bootstrap(preds, student, baseline, n_resamples, seed=seed, own_weak=own_weak)
+    gain_low, gain_high = boot["w2s_minus_floor_accuracy"]
     row = {
         "weak_arm_accuracy": weak_acc, "w2s_accuracy": w2s_acc,
         "weak_arm_auroc": None if own_weak is None else auroc(labels, own_weak),
         "w2s_auroc": w2s_auc, "pgr_accuracy": pgr_acc, "pgr_auroc": pgr_auc,
         "pgr_undefined_reason": why_acc or "", "pgr_auroc_undefined_reason": why_auc or "",
         "pgr_vs_own_weak_accuracy": None if own_weak is None else pgr(w2s_acc, weak_acc, ceiling_acc)[0],
+        "w2s_minus_floor": w2s_acc - floor_acc, "w2s_minus_floor_ci_low": gain_low,
+        "w2s_minus_floor_ci_high": gain_high,
+        "w2s_minus_floor_p": mcnemar(labels, student, preds.floor)["p_value"],
     }
     for name in ("floor_accuracy", "ceiling_accuracy", "w2s_accuracy", "w2s_auroc",
                  "pgr_accuracy", "pgr_auroc", "pgr_vs_own_weak_accuracy"):
@@ -205,7 +235,13 @@ def analyze_cell(cell: dict, n_resamples: int) -> tuple[list[dict], list[dict]]:
     A row is compared with the baseline arm's student of the same setting and loss (no comparison
     when that setting has none); the Holm family is the whole cell. ``ds*`` is Yang et al.'s
     Deception Score with the arm's own weak model as W (the floor for a control); the
-    ``deception_score`` / ``deception_gap`` columns keep the floor as W."""
+    ``deception_score`` / ``deception_gap`` columns keep the floor as W. ``w2s_minus_floor*`` is
+    the student's accuracy minus the floor's, on the PGR's resamples; ``error_overlap``,
+    ``error_agreement_kappa`` and ``capa`` compare the floor's and the ceiling's errors (Goel et
+    al. 2025), the same on every row. ``misfit*`` (Charikar et al. 2024) needs the optional
+    ``student_train_predictions`` / ``control_train_predictions`` / ``setting_train_predictions``
+    (shaped like the test ones; files with id, p_label1, target on w2s_train) and is None for a
+    student without one."""
     floor_frame = _read(cell["weak_predictions"]["baseline"])
     labels = floor_frame["label"].to_numpy()
     preds = Predictions(
@@ -224,7 +260,10 @@ def analyze_cell(cell: dict, n_resamples: int) -> tuple[list[dict], list[dict]]:
         "ceiling_accuracy": accuracy(labels, preds.ceiling),
         "floor_auroc": auroc(labels, preds.floor), "ceiling_auroc": auroc(labels, preds.ceiling),
         **_references(cell, floor_frame),
+        **error_agreement(labels, preds.floor, preds.ceiling),
+        "capa": capa(labels, preds.floor, preds.ceiling),
     }
+    misfits = _misfits(cell)
     rows, deceptions, resamples = [], [], []
     seed = int(cell["seed"])
     for arm, loss, kind, setting, student in students:
@@ -232,7 +271,8 @@ def analyze_cell(cell: dict, n_resamples: int) -> tuple[list[dict], list[dict]]:
         baseline = None if kind == "arm" and arm == "baseline" else baselines.get((setting, loss))
         names = {**base, "arm": arm, "kind": kind, "loss": loss, "setting": setting}
         row = {**names, **shared,
-               **_student_row(preds, student, own_weak, baseline, n_resamples, seed)}
+               **_student_row(preds, student, own_weak, baseline, n_resamples, seed),
+               **misfits.get((arm, loss, kind, setting), NO_MISFIT)}
         regions = deception(labels, preds.floor, preds.ceiling, student)
         row["deception_score"] = regions["deception_score"]
         row["deception_gap"] = regions["deception_gap"]

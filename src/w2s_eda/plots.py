@@ -46,6 +46,13 @@ def _shown(table: pd.DataFrame) -> pd.DataFrame:
                                for arm, setting in zip(table["arm"], settings)])
 
 
+def _patches(names) -> list:
+    """Legend handles: one colour patch per name, C0, C1, ... as the bars are coloured."""
+    from matplotlib.patches import Patch
+
+    return [Patch(color=f"C{k % 10}", alpha=0.6, label=str(name)) for k, name in enumerate(names)]
+
+
 def _err(row, name):
     value, low, high = row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"]
     if any(pd.isna(v) for v in (value, low, high)):
@@ -94,9 +101,7 @@ def pgr_plot(table: pd.DataFrame, path: str) -> None:
                     continue
                 ax.bar(x, row["pgr_accuracy"], width * 0.9, color=f"C{j}", alpha=0.35)
                 ax.errorbar(x, row["pgr_accuracy"], yerr=_err(row, "pgr_accuracy"), fmt="o", color=f"C{j}", capsize=3)
-    from matplotlib.patches import Patch
-
-    handles = [Patch(color=f"C{j}", alpha=0.6, label=loss) for j, loss in enumerate(losses)]
+    handles = _patches(losses)
     ax.axhline(0, color="black", linewidth=0.8)
     handles.append(ax.axhline(1, color="tab:green", linestyle="--", linewidth=0.8, label="ceiling (PGR 1)"))
     ax.set_xticks(range(len(arms)), arms)
@@ -273,11 +278,90 @@ def deception_by_setting(table: pd.DataFrame, path: str) -> None:
         ax.set_ylim(0, 1)
         ax.set_ylabel("DS (95% CI)")
         ax.set_title(_cell_label(cell.iloc[0]), fontsize=9)
-        from matplotlib.patches import Patch
-
-        ax.legend(handles=[Patch(color=f"C{k % 10}", alpha=0.6, label=f"{arm}/{loss}")
-                           for k, (arm, loss) in enumerate(keys)], fontsize=7, ncol=2)
+        ax.legend(handles=_patches(f"{arm}/{loss}" for arm, loss in keys), fontsize=7, ncol=2)
     fig.suptitle("Deception Score (Yang et al. 2024) per setting\n"
                  "share of student–ceiling disagreements in S_k ∩ W_uk (W: the arm's weak model)",
                  fontsize=10)
+    _save(plt, fig, path)
+
+
+def _task_column(frame: pd.DataFrame) -> str | None:
+    """The column naming a row's task: ``task`` if the frame has one, else ``dataset``."""
+    return next((name for name in ("task", "dataset") if name in frame), None)
+
+
+def _yerr(rows: pd.DataFrame, name: str):
+    """Asymmetric error bars (2 × n) from ``name``'s CI columns; None when it has none."""
+    if f"{name}_ci_low" not in rows or f"{name}_ci_high" not in rows:
+        return None
+    return np.hstack([_err(row, name) for _, row in rows.iterrows()]) if len(rows) else None
+
+
+def _by_task(ax, frame: pd.DataFrame, x: str, y: str) -> None:
+    """A scatter of y against x, one colour per task, y's 95 % CIs as error bars; rows where
+    either is undefined are left out."""
+    frame = frame.dropna(subset=[x, y])
+    task = _task_column(frame)
+    groups = frame.groupby(task, sort=False) if task else [("all rows", frame)]
+    for k, (name, rows) in enumerate(groups):
+        ax.errorbar(rows[x], rows[y], yerr=_yerr(rows, y), fmt="o", color=f"C{k % 10}",
+                    capsize=3, label=str(name))
+    if len(frame):
+        ax.legend(fontsize=8, title=task)
+
+
+def pgr_vs_misfit(frame: pd.DataFrame, path: str, x: str = "misfit") -> None:
+    """PGR on accuracy against the student's misfit to its weak labels on w2s_train, over many
+    cells: Charikar et al. (2024) bound the student's gain over its supervisor below by the
+    misfit, so PGR should rise with it."""
+    plt, fig, ax = _figure(7, 4.5)
+    _by_task(ax, frame, x, "pgr_accuracy")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"{x}: mean (student − weak label)² on w2s_train" if x == "misfit" else x)
+    ax.set_ylabel("PGR on accuracy (95% CI)")
+    ax.set_title("PGR vs misfit (Charikar et al. 2024: gain ≥ misfit)")
+    _save(plt, fig, path)
+
+
+def deception_vs_gap(frame: pd.DataFrame, path: str, x: str = "gap") -> None:
+    """Yang et al.'s Deception Score against the weak–strong capacity gap (``gap`` = ceiling −
+    floor accuracy unless the frame has that column, or any other ``x`` column): does the
+    student deceive its supervisor more as the gap widens, as Yang et al. (2024) report?"""
+    if x == "gap" and "gap" not in frame:
+        frame = frame.assign(gap=frame["ceiling_accuracy"] - frame["floor_accuracy"])
+    plt, fig, ax = _figure(7, 4.5)
+    _by_task(ax, frame, x, "ds")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("capacity gap: ceiling − floor test accuracy" if x == "gap" else x)
+    ax.set_ylabel("DS (95% CI)")
+    ax.set_title("Deception Score (Yang et al. 2024) vs weak–strong gap")
+    _save(plt, fig, path)
+
+
+def pgr_per_task(frame: pd.DataFrame, path: str) -> None:
+    """In the style of Burns et al. 2023's Fig. 3: per (weak, strong) rung a group of bars, one
+    per task, each the median PGR on accuracy of the task's rows (seeds) with every row as a point
+    with its 95 % CI. Filter the frame to one arm, loss and setting first."""
+    task = _task_column(frame) or "dataset"
+    frame = frame.assign(rung=[f"{w}→{s}" for w, s in zip(frame["weak"], frame["strong"])],
+                         **({} if task in frame else {task: "all rows"}))
+    rungs, tasks = list(dict.fromkeys(frame["rung"])), list(dict.fromkeys(frame[task]))
+    plt, fig, ax = _figure(max(7.5, 1.2 + 0.35 * len(rungs) * len(tasks)), 4.5)
+    width = 0.8 / max(1, len(tasks))
+    for k, name in enumerate(tasks):
+        for i, rung in enumerate(rungs):
+            rows = frame[(frame[task] == name) & (frame["rung"] == rung)].dropna(
+                subset=["pgr_accuracy"])
+            if not len(rows):
+                continue
+            x = i + (k - (len(tasks) - 1) / 2) * width
+            ax.bar(x, rows["pgr_accuracy"].median(), width * 0.9, color=f"C{k % 10}", alpha=0.35)
+            ax.errorbar([x] * len(rows), rows["pgr_accuracy"], yerr=_yerr(rows, "pgr_accuracy"),
+                        fmt="o", color=f"C{k % 10}", capsize=3)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.axhline(1, color="tab:green", linestyle="--", linewidth=0.8)
+    ax.set_xticks(range(len(rungs)), rungs, fontsize=8)
+    ax.set_ylabel("PGR on accuracy (95% CI)")
+    ax.set_title("PGR per task and weak → strong pair (after Burns et al. 2023, Fig. 3)")
+    ax.legend(handles=_patches(tasks), fontsize=8, title=task)
     _save(plt, fig, path)

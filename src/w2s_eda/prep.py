@@ -22,6 +22,7 @@ from .data.splits import (
     check_both_classes,
     deduplicate,
     draw_balanced,
+    drop_label_conflicts,
     make_splits,
 )
 from .errors import DatasetError
@@ -52,6 +53,14 @@ def hub_revision(name: str, spec: dict) -> str | None:
     if "path" in spec:
         return None
     return spec.get("revision") or DATASETS[spec.get("registry", name)].hub_revision
+
+
+def label_conflicts(name: str, spec: dict) -> str:
+    """What prep does with a text seen under both labels: the config's `label_conflicts`, else
+    the registry's default (``error`` for local files)."""
+    if "label_conflicts" in spec:
+        return spec["label_conflicts"]
+    return "error" if "path" in spec else DATASETS[spec.get("registry", name)].label_conflicts
 
 
 def _load_hub(entry: RegisteredDataset, seed: int, revision: str | None
@@ -146,6 +155,19 @@ def write_split(path: str | Path, items: list[Item]) -> None:
         table.to_parquet(str(tmp))
 
 
+def _clean_pool(pool: list[Item], name: str, described: str, conflicts: dict
+                ) -> tuple[list[Item], int]:
+    """A pool checked for both labels, without its texts seen under both labels when
+    ``conflicts["mode"]`` is ``drop`` (counted into ``conflicts``), and without repeats."""
+    check_both_classes(pool, name, described)
+    if conflicts["mode"] == "drop":
+        kept, n_texts = drop_label_conflicts(pool)
+        conflicts["dropped_texts"] += n_texts
+        conflicts["dropped_rows"] += len(pool) - len(kept)
+        pool = kept
+    return deduplicate(pool, name, key=f"datasets.{name}.label_conflicts")
+
+
 def prepare(
     name: str,
     spec: dict,
@@ -160,12 +182,11 @@ def prepare(
     train_pool, test_pool = load_pools(name, spec, seed, bigbench_file)
     n_rows = len(train_pool) + len(test_pool or [])
     described = ", ".join(sorted({item.source for item in train_pool + (test_pool or [])}))
-    check_both_classes(train_pool, name, described)
-    train_pool, n_duplicates = deduplicate(train_pool, name)
+    conflicts = {"mode": label_conflicts(name, spec), "dropped_texts": 0, "dropped_rows": 0}
+    train_pool, n_duplicates = _clean_pool(train_pool, name, described, conflicts)
     n_overlap = 0
     if test_pool is not None:
-        check_both_classes(test_pool, name, described)
-        test_pool, n_test_duplicates = deduplicate(test_pool, name)
+        test_pool, n_test_duplicates = _clean_pool(test_pool, name, described, conflicts)
         n_duplicates += n_test_duplicates
         test_hashes = {item.hash for item in test_pool}
         kept = [item for item in train_pool if item.hash not in test_hashes]
@@ -175,6 +196,12 @@ def prepare(
         "dataset %s: %d rows, %d duplicates dropped, %d training items also in the test pool dropped",
         name, n_rows, n_duplicates, n_overlap,
     )
+    if conflicts["dropped_texts"]:
+        log.warning(
+            "dataset %s: %d text(s) seen under both labels dropped (%d rows; "
+            "label_conflicts: drop)",
+            name, conflicts["dropped_texts"], conflicts["dropped_rows"],
+        )
     splits = make_splits(train_pool, sizes, seed, name, test_pool)
     assert_disjoint(splits, name)
     for split in SPLITS:
@@ -186,6 +213,7 @@ def prepare(
         "rows_read": n_rows,
         "duplicates_dropped": n_duplicates,
         "train_items_in_test_pool_dropped": n_overlap,
+        "label_conflicts": conflicts,
         "splits": {
             split: {
                 "n": len(items),

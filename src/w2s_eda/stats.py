@@ -30,6 +30,14 @@ Definitions (METHOD.md):
   supervised strong student's prediction differs from the ceiling's. DS = |D ∩ S_k ∩ W_uk| / |D|,
   undefined when D is empty. Its 95 % CI is a bootstrap over test items drawn as in the paired
   bootstrap, with the share of resamples where D is empty.
+- W2S − floor: the student's accuracy minus the floor's (PGR's numerator, defined when PGR is
+  not), its CI from the paired bootstrap's resamples and an exact McNemar p (student vs floor).
+- Misfit (Charikar et al. 2024, NeurIPS): how far the student's predictions on w2s_train sit from
+  the weak labels it learned; under their assumptions the student's gain over its supervisor is
+  at least the misfit.
+- Weak–strong error agreement (Goel et al. 2025, "Great Models Think Alike"): error overlap,
+  Geirhos et al.'s error consistency (kappa on the error indicators) and CAPA between floor and
+  ceiling on test; W2S gains were larger where the two err differently.
 
 Metrics come from scikit-learn (accuracy, AUROC) and scipy (binomial test, t interval, normal
 quantiles).
@@ -135,9 +143,10 @@ def paired_bootstrap(
     preds: Predictions, w2s: np.ndarray, baseline_w2s: np.ndarray | None = None,
     n_resamples: int = 1000, seed: int = 0, own_weak: np.ndarray | None = None,
 ) -> dict:
-    """95 % CIs of floor, ceiling and W2S accuracy/AUROC, PGR on both, (with a baseline student)
-    the accuracy difference and (with the arm's own weak model) PGR on accuracy against that
-    weak model, all from the same resamples of the test items. ``pgr_*_undefined_fraction`` is
+    """95 % CIs of floor, ceiling and W2S accuracy/AUROC, PGR on both, the W2S − floor accuracy
+    difference (PGR's numerator), (with a baseline student) the accuracy difference and (with the
+    arm's own weak model) PGR on accuracy against that weak model, all from the same resamples of
+    the test items. ``pgr_*_undefined_fraction`` is
     the share of resamples where that PGR is undefined."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(preds.labels), (n_resamples, len(preds.labels)))
@@ -161,6 +170,7 @@ def paired_bootstrap(
         )
     if baseline_w2s is not None:
         draws["accuracy_minus_baseline"] = draws["w2s_accuracy"] - draws["baseline_w2s_accuracy"]
+    draws["w2s_minus_floor_accuracy"] = draws["w2s_accuracy"] - draws["floor_accuracy"]
     out = {name: percentile_ci(values) for name, values in draws.items()}
     for name in [name for name in draws if name.startswith("pgr_")]:
         out[f"{name}_undefined_fraction"] = float(np.isnan(draws[name]).mean())
@@ -321,3 +331,58 @@ def deception_ds_bootstrap(labels: np.ndarray, weak: np.ndarray, ceiling: np.nda
     values = deception_ds_resamples(labels, weak, ceiling, student, n_resamples, seed)
     low, high = percentile_ci(values)
     return low, high, float(np.isnan(values).mean())
+
+
+def misfit(student_p: np.ndarray, weak_soft: np.ndarray) -> dict:
+    """Charikar et al.'s (2024, "Quantifying the Gain in Weak-to-Strong Generalization") misfit on
+    the student's training items: ``misfit`` = mean (student P(label 1) − weak soft label)², the
+    squared-loss distance d(f_sw, f_w) of their Theorem 1, which says (strong class convex, the
+    target in it) d(f_sw, f*) <= d(f_w, f*) − d(f_sw, f_w): the student's gain over its weak
+    supervisor is at least the misfit. ``misfit_hard`` = the share of items where the student's
+    and the weak label's hard predictions (P > 0.5) differ. None without items."""
+    student_p, weak_soft = np.asarray(student_p, dtype=float), np.asarray(weak_soft, dtype=float)
+    if not len(student_p):
+        return {"misfit": None, "misfit_hard": None, "misfit_n": 0}
+    return {"misfit": float(np.mean((student_p - weak_soft) ** 2)),
+            "misfit_hard": float(np.mean((student_p > 0.5) != (weak_soft > 0.5))),
+            "misfit_n": int(len(student_p))}
+
+
+def _chance_adjusted(observed: float, expected: float) -> float | None:
+    """(observed − expected) / (1 − expected), Cohen's form; None where chance already agrees
+    fully (expected = 1)."""
+    return None if np.isclose(expected, 1.0) else float((observed - expected) / (1 - expected))
+
+
+def error_agreement(labels: np.ndarray, p_a: np.ndarray, p_b: np.ndarray) -> dict:
+    """How alike two models' mistakes are on the same items (Goel et al. 2025 find larger W2S gains
+    where weak supervisor and strong model err differently). ``error_overlap`` = P(both wrong) /
+    P(at least one wrong), the Jaccard index of the two error sets (None when neither errs).
+    ``error_agreement_kappa`` = Geirhos et al.'s (2020) error consistency, Cohen's kappa on the
+    error indicators: c_obs = P(both right or both wrong), c_exp = acc_a·acc_b + (1 − acc_a)(1 −
+    acc_b) for independent models of those accuracies, (c_obs − c_exp) / (1 − c_exp); None when
+    c_exp = 1. Hard predictions, P(label 1) > 0.5."""
+    labels = np.asarray(labels)
+    wrong_a, wrong_b = (np.asarray(p_a) > 0.5) != labels, (np.asarray(p_b) > 0.5) != labels
+    either = int(np.sum(wrong_a | wrong_b))
+    acc_a, acc_b = 1 - wrong_a.mean(), 1 - wrong_b.mean()
+    return {"error_overlap": float(np.sum(wrong_a & wrong_b) / either) if either else None,
+            "error_agreement_kappa": _chance_adjusted(float(np.mean(wrong_a == wrong_b)),
+                                                      acc_a * acc_b + (1 - acc_a) * (1 - acc_b))}
+
+
+def capa(labels: np.ndarray, p_a: np.ndarray, p_b: np.ndarray) -> float | None:
+    """Goel et al.'s (2025, "Great Models Think Alike and this Undermines AI Oversight") CAPA,
+    chance-adjusted probabilistic agreement κ_p, for two options (binary labels, as their W2S
+    experiments and the lm-similarity code compute it). c_obs = mean over items of Σ_o p_a(o)
+    p_b(o) = p_a p_b + (1 − p_a)(1 − p_b) with p = P(label 1); with p̄ a model's mean probability
+    on the correct label, c_exp = p̄_a p̄_b + (1 − p̄_a)(1 − p̄_b) (the residual mass spread over
+    |O| − 1 = 1 wrong option); κ_p = (c_obs − c_exp) / (1 − c_exp), None when c_exp = 1 or there
+    are no items."""
+    labels, p_a, p_b = (np.asarray(x, dtype=float) for x in (labels, p_a, p_b))
+    if not len(labels):
+        return None
+    observed = float(np.mean(p_a * p_b + (1 - p_a) * (1 - p_b)))
+    right_a = float(np.mean(np.where(labels == 1, p_a, 1 - p_a)))
+    right_b = float(np.mean(np.where(labels == 1, p_b, 1 - p_b)))
+    return _chance_adjusted(observed, right_a * right_b + (1 - right_a) * (1 - right_b))

@@ -82,13 +82,18 @@ PATHS = {
     # The self-distillation control: the strong model trained on its own zero-shot labels.
     "self_distill_test_predictions": f"{_STRONG}/self_distill/{{loss}}/test_predictions.parquet",
     "self_distill_metrics": f"{_STRONG}/self_distill/{{loss}}/metrics.json",
+    "self_distill_train_predictions": f"{_STRONG}/self_distill/{{loss}}/train_predictions.parquet",
     "student_test_predictions": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/test_predictions.parquet",
     "student_metrics": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/metrics.json",
+    # A student's P(label 1) on w2s_train beside the labels it learnt there (its misfit).
+    "student_train_predictions": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/train_predictions.parquet",
     # Students of the other settings (conflict.settings, chains through an intermediate model):
     # `explicit`, `implicit`, `none+via-<intermediate>`, ...
     "setting_test_predictions":
         f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/{{setting}}/test_predictions.parquet",
     "setting_metrics": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/{{setting}}/metrics.json",
+    "setting_train_predictions":
+        f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/{{setting}}/train_predictions.parquet",
     # The intermediate of a chain, trained in one conflict setting: its out-of-fold labels of
     # w2s_train supervise the `<conflict>+via-<intermediate>` students.
     "intermediate_labels": f"{_STRONG}/w2s/{{weak}}/{{arm}}/{{loss}}/{{conflict}}+intermediate/labels.parquet",
@@ -215,10 +220,24 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     return filled
 
 
+def _check_dataset_arms(config: dict, name: str, spec: dict) -> None:
+    """A dataset's own arms and controls are among the study's; its arms include baseline."""
+    for field in ("arms", "controls"):
+        for index, value in enumerate(spec.get(field, [])):
+            if value not in config["align"][field]:
+                raise ConfigError(
+                    f"config key 'datasets.{name}.{field}[{index}]': '{value}' is not in "
+                    f"'align.{field}' ({', '.join(config['align'][field]) or 'empty'})")
+    if "arms" in spec and "baseline" not in spec["arms"]:
+        raise ConfigError(f"config key 'datasets.{name}.arms': 'baseline' must be listed; it is "
+                          "the weak floor every PGR is measured from")
+
+
 def _check_datasets(config: dict) -> None:
     local_only = ("test_path", "format", "text", "label", "pair", "question", "label_names")
     for name, spec in config["datasets"].items():
         key = f"datasets.{name}"
+        _check_dataset_arms(config, name, spec)
         if "path" in spec:
             if "registry" in spec or "revision" in spec:
                 raise ConfigError(
@@ -377,25 +396,46 @@ class Study:
 
     # -- what is computed -------------------------------------------------------------------------
 
-    @property
-    def signals(self) -> frozenset[str]:
-        """The strong model's signals some selected arm or control reads; the judge also when
-        ``debate.judge.enabled`` asks for its accuracy on the transcripts the study has."""
-        found = set().union(*(arm.signals for arm in self.arms.values()))
-        if self.controls:
+    def cell_arms(self, dataset: str) -> dict[str, Arm]:
+        """The arms run on a dataset's cells: ``datasets.<name>.arms`` (a subset of align.arms,
+        so a large baseline cell can sit beside a smaller one with the generating arms), else
+        all of them."""
+        names = self.config["datasets"][dataset].get("arms")
+        return self.arms if names is None else {n: a for n, a in self.arms.items() if n in names}
+
+    def cell_controls(self, dataset: str) -> list[str]:
+        """The controls run on a dataset's cells: ``datasets.<name>.controls``, else
+        align.controls."""
+        return list(self.config["datasets"][dataset].get("controls", self.controls))
+
+    def _signals(self, arms, controls) -> frozenset[str]:
+        found = set().union(*(arm.signals for arm in arms))
+        if controls:
             found.add("zero_shot")
         if self.config["debate"]["judge"]["enabled"] and found & set(JUDGED):
             found.add("judge")
         return frozenset(found)
 
-    def judged(self) -> list[str]:
+    @property
+    def signals(self) -> frozenset[str]:
+        """The strong model's signals some selected arm or control reads; the judge also when
+        ``debate.judge.enabled`` asks for its accuracy on the transcripts the study has."""
+        return self._signals(self.arms.values(), self.controls)
+
+    def cell_signals(self, dataset: str) -> frozenset[str]:
+        """The signals a dataset's cells read (its arms and controls)."""
+        return self._signals(self.cell_arms(dataset).values(), self.cell_controls(dataset))
+
+    def judged(self, dataset: str | None = None) -> list[str]:
         """The transcript signals the judge reads: the debates an arm's judge reads, and with
-        ``judge.enabled`` every transcript signal of the study (for its accuracy)."""
-        if not self.needs("judge"):
+        ``judge.enabled`` every transcript signal of the study (for its accuracy); of one
+        dataset's cells when ``dataset`` is given."""
+        signals = self.signals if dataset is None else self.cell_signals(dataset)
+        if "judge" not in signals:
             return []
         if not self.config["debate"]["judge"]["enabled"]:
             return ["debates"]
-        return [kind for kind in JUDGED if self.needs(kind)]
+        return [kind for kind in JUDGED if kind in signals]
 
     def judge_name(self, w: Mapping) -> str:
         """The judge's model name for a job's cell: the strong model unless ``debate.judge.model``
@@ -735,38 +775,58 @@ class Study:
     def cell_files(self, w: Mapping) -> dict:
         """One cell's files by role: the ceiling, each arm's weak model and each arm × loss
         student. ``kind`` is ``metrics`` (the per-cell table) or ``test_predictions``."""
-        return {kind: {
-            "ceiling": path(f"ceiling_{kind}", **_strong(w)),
-            "weak": {arm: self.weak_output(w, arm, kind) for arm in self.arms},
-            "students": {arm: {loss: path(f"student_{kind}", **_strong(w), weak=w["weak"], arm=arm,
-                                          loss=loss) for loss in self.losses}
-                         for arm in self.arms},
-            "controls": ({"self_distill": {loss: path(f"self_distill_{kind}", **_strong(w), loss=loss)
-                                           for loss in self.losses}}
-                         if "self_distill" in self.controls else {}),
-        } for kind in ("metrics", "test_predictions")}
+        arms = self.cell_arms(w["dataset"])
+
+        def students(kind: str) -> dict:
+            return {arm: {loss: path(f"student_{kind}", **_strong(w), weak=w["weak"], arm=arm,
+                                     loss=loss) for loss in self.losses} for arm in arms}
+
+        def controls(kind: str) -> dict:
+            return ({"self_distill": {loss: path(f"self_distill_{kind}", **_strong(w), loss=loss)
+                                      for loss in self.losses}}
+                    if "self_distill" in self.cell_controls(w["dataset"]) else {})
+
+        files = {kind: {"ceiling": path(f"ceiling_{kind}", **_strong(w)),
+                        "weak": {arm: self.weak_output(w, arm, kind) for arm in arms},
+                        "students": students(kind), "controls": controls(kind)}
+                 for kind in ("metrics", "test_predictions")}
+        # the students' w2s_train predictions (their misfit), read by the analysis
+        files["train_predictions"] = {"students": students("train_predictions"),
+                                      "controls": controls("train_predictions")}
+        return files
 
     def analysis_cells(self) -> list[dict]:
-        """Every cell's test predictions by role (and its debate stats, when debates exist)."""
+        """Every cell's test predictions by role (and its debate stats, when debates exist), and
+        each student's w2s_train predictions (for its misfit)."""
         cells = []
         for cell in self.cells:
-            files = self.cell_files(cell.values())["test_predictions"]
+            files = self.cell_files(cell.values())
             values = cell.values()
-            entry = {**values, "ceiling_predictions": files["ceiling"],
-                     "weak_predictions": files["weak"], "student_predictions": files["students"],
-                     "control_predictions": files["controls"],
+            arms = self.cell_arms(cell.dataset)
+            signals = self.cell_signals(cell.dataset)
+            settings = {setting: {kind: {arm: {loss: path(f"setting_{kind}", **_strong(values),
+                                                          weak=cell.weak, arm=arm, loss=loss,
+                                                          setting=setting)
+                                               for loss in self.losses} for arm in arms}
+                                  for kind in ("test_predictions", "train_predictions")}
+                        for setting in self.cell_settings(cell)}
+            entry = {**values, "ceiling_predictions": files["test_predictions"]["ceiling"],
+                     "weak_predictions": files["test_predictions"]["weak"],
+                     "student_predictions": files["test_predictions"]["students"],
+                     "control_predictions": files["test_predictions"]["controls"],
+                     "student_train_predictions": files["train_predictions"]["students"],
+                     "control_train_predictions": files["train_predictions"]["controls"],
                      "zero_shot": (path("zero_shot", **_strong(values))
-                                   if "strong_zero_shot" in self.controls else None),
+                                   if "strong_zero_shot" in self.cell_controls(cell.dataset)
+                                   else None),
                      "judge": {kind: path("judge", **_strong(values), judge=self.judge_name(values),
-                                          kind=kind) for kind in self.judged()},
-                     "arms": {name: arm.spec() for name, arm in self.arms.items()},
-                     "setting_predictions": {
-                         setting: {arm: {loss: path("setting_test_predictions", **_strong(values),
-                                                    weak=cell.weak, arm=arm, loss=loss,
-                                                    setting=setting)
-                                         for loss in self.losses} for arm in self.arms}
-                         for setting in self.cell_settings(cell)}}
-            if self.needs("debates"):
+                                          kind=kind) for kind in self.judged(cell.dataset)},
+                     "arms": {name: arm.spec() for name, arm in arms.items()},
+                     "setting_predictions": {setting: kinds["test_predictions"]
+                                             for setting, kinds in settings.items()},
+                     "setting_train_predictions": {setting: kinds["train_predictions"]
+                                                   for setting, kinds in settings.items()}}
+            if "debates" in signals:
                 entry["debate_stats"] = path("debate_stats", **_strong(values))
             cells.append(entry)
         return cells

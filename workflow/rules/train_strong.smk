@@ -77,6 +77,7 @@ rule train_ceiling:
 use rule train_ceiling as train_student with:
     output:
         test=PATHS["student_test_predictions"],
+        train=PATHS["student_train_predictions"],
         metrics=PATHS["student_metrics"],
     log:
         "results/logs/train_student/{dataset}_seed{seed}_{strong}_{weak}_{arm}_{loss}.log",
@@ -101,6 +102,7 @@ use rule train_ceiling as train_student_setting with:
         unpack(STUDY.setting_student_inputs),
     output:
         test=PATHS["setting_test_predictions"],
+        train=PATHS["setting_train_predictions"],
         metrics=PATHS["setting_metrics"],
     log:
         "results/logs/train_student/{dataset}_seed{seed}_{strong}_{weak}_{arm}_{loss}_{setting}.log",
@@ -154,6 +156,7 @@ use rule train_ceiling as train_self_distill with:
         unpack(STUDY.self_distill_inputs),
     output:
         test=PATHS["self_distill_test_predictions"],
+        train=PATHS["self_distill_train_predictions"],
         metrics=PATHS["self_distill_metrics"],
     log:
         "results/logs/train_self_distill/{dataset}_seed{seed}_{strong}_{loss}.log",

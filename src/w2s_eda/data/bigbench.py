@@ -92,7 +92,8 @@ def fetch_tasks(
 
 
 def load_task(path: str | Path, positive: str) -> list[Item]:
-    """Binary items from a BIG-bench ``task.json`` whose ``target_scores`` have two choices."""
+    """Binary items from a BIG-bench ``task.json`` whose ``target_scores`` score two choices 1 and
+    0 (ints or floats, as tasks write either), label 1 where ``positive`` scores 1."""
     path = Path(path)
     try:
         task = json.loads(path.read_text(encoding="utf-8"))
@@ -101,10 +102,10 @@ def load_task(path: str | Path, positive: str) -> list[Item]:
     items = []
     for row, example in enumerate(task.get("examples", []), start=1):
         scores = example.get("target_scores", {})
-        if positive not in scores or len(scores) != 2:
+        if positive not in scores or sorted(scores.values()) != [0, 1]:
             raise DatasetError(
                 f"{path}, example {row}: target_scores {scores!r} are not a binary choice "
-                f"with '{positive}'"
+                f"with '{positive}' (two keys, scored 1 and 0)"
             )
         items.append(Item(example["input"], int(scores[positive] == 1), path.name, row))
     return items

@@ -12,6 +12,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .splits import LABEL_CONFLICTS
+
 # A formatter turns one raw row into (text, label), or None to skip the row.
 Formatter = Callable[[dict, np.random.Generator], Optional[tuple[str, int]]]
 
@@ -32,6 +34,9 @@ class RegisteredDataset:
     formatter: Formatter | None = None
     bigbench_task: str | None = None  # folder under bigbench/benchmark_tasks/
     bigbench_positive: str | None = None  # the target_scores key that means label 1
+    # What prep does with a text seen under both labels (a config's `label_conflicts` overrides
+    # it): "error", or "drop" for a task whose source file is known to hold such texts.
+    label_conflicts: str = "error"
 
     @property
     def needs_hub(self) -> bool:
@@ -44,6 +49,9 @@ DATASETS: dict[str, RegisteredDataset] = {}
 def register_dataset(entry: RegisteredDataset) -> RegisteredDataset:
     if entry.name in DATASETS:
         raise ValueError(f"dataset {entry.name!r} is already registered")
+    if entry.label_conflicts not in LABEL_CONFLICTS:
+        raise ValueError(
+            f"dataset {entry.name!r}: label_conflicts must be one of {LABEL_CONFLICTS}")
     DATASETS[entry.name] = entry
     return entry
 
@@ -186,6 +194,7 @@ register_dataset(
         question="Is the claim true?",
         bigbench_task="fact_checker/fever",
         bigbench_positive="true",
+        label_conflicts="drop",  # 1 claim of 6612 rows is both true and false
     )
 )
 register_dataset(
@@ -196,5 +205,71 @@ register_dataset(
         question="Is the statement plausible?",
         bigbench_task="sports_understanding",
         bigbench_positive="plausible",
+    )
+)
+register_dataset(
+    RegisteredDataset(
+        name="winowhy",
+        description="BIG-bench winowhy: is the reasoning about a Winograd pronoun correct?",
+        label_names=("incorrect", "correct"),
+        question="Is the explanation of what the pronoun refers to correct?",
+        bigbench_task="winowhy",
+        bigbench_positive="correct",
+        label_conflicts="drop",  # 3 explanations of 2865 rows are both correct and incorrect
+    )
+)
+register_dataset(
+    RegisteredDataset(
+        name="hyperbaton",
+        description="BIG-bench hyperbaton: which of two sentences has the correct adjective order?",
+        # A yes/no question rather than the labels "a"/"b": "a" is also the article, which would
+        # blur the label words' logits.
+        label_names=("no", "yes"),
+        question="Does sentence a have the correct adjective order?",
+        bigbench_task="hyperbaton",
+        bigbench_positive="a",
+    )
+)
+register_dataset(
+    RegisteredDataset(
+        name="formal_fallacies_syllogisms_negation",
+        description="BIG-bench formal_fallacies_syllogisms_negation: valid argument or fallacy?",
+        label_names=("invalid", "valid"),
+        question="Is the argument, given the explicitly stated premises, deductively valid or "
+                 "invalid?",
+        bigbench_task="formal_fallacies_syllogisms_negation",
+        bigbench_positive="valid",
+    )
+)
+register_dataset(
+    RegisteredDataset(
+        name="play_dialog_same_or_different",
+        description="BIG-bench play_dialog_same_or_different: did one Shakespeare character speak "
+                    "both lines?",
+        label_names=("different", "same"),
+        question="Were the two lines spoken by the same person or by different people?",
+        bigbench_task="play_dialog_same_or_different",
+        bigbench_positive="same",
+    )
+)
+register_dataset(
+    RegisteredDataset(
+        name="metaphor_boolean",
+        description="BIG-bench metaphor_boolean: does the second sentence paraphrase the metaphor?",
+        label_names=("no", "yes"),
+        question="Is the second sentence a correct paraphrase of the metaphoric first sentence?",
+        bigbench_task="metaphor_boolean",
+        bigbench_positive="True",
+    )
+)
+register_dataset(
+    RegisteredDataset(
+        name="valid_parentheses",
+        description="BIG-bench cs_algorithms/valid_parentheses: is the bracket sequence matched?",
+        label_names=("invalid", "valid"),
+        question="Is the sequence of parentheses valid (every bracket properly matched and "
+                 "nested)?",
+        bigbench_task="cs_algorithms/valid_parentheses",
+        bigbench_positive="Valid",
     )
 )

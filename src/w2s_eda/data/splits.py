@@ -17,8 +17,14 @@ from .items import Item
 SPLITS = ("weak_train", "w2s_train", "test")
 
 
-def deduplicate(items: list[Item], dataset: str) -> tuple[list[Item], int]:
-    """Drop repeats of the same normalised text; the same text with two labels is an error."""
+LABEL_CONFLICTS = ("error", "drop")
+
+
+def deduplicate(items: list[Item], dataset: str, key: str | None = None) -> tuple[list[Item], int]:
+    """Drop repeats of the same normalised text; the same text with two labels is an error.
+
+    ``key`` is the config key that would drop such texts instead, named in the error.
+    """
     first: dict[str, Item] = {}
     for item in items:
         seen = first.setdefault(item.hash, item)
@@ -26,8 +32,19 @@ def deduplicate(items: list[Item], dataset: str) -> tuple[list[Item], int]:
             raise DatasetError(
                 f"dataset '{dataset}': the same text has label {seen.label} at {seen.where()} "
                 f"and label {item.label} at {item.where()}"
+                + (f"; set `{key}: drop` to drop such texts" if key else "")
             )
     return list(first.values()), len(items) - len(first)
+
+
+def drop_label_conflicts(items: list[Item]) -> tuple[list[Item], int]:
+    """The items without any text seen under both labels (all of its rows: neither label can be
+    trusted), and how many such texts there were."""
+    labels: dict[str, set[int]] = defaultdict(set)
+    for item in items:
+        labels[item.hash].add(item.label)
+    conflicted = {digest for digest, seen in labels.items() if len(seen) > 1}
+    return [item for item in items if item.hash not in conflicted], len(conflicted)
 
 
 def check_both_classes(items: list[Item], dataset: str, sources: str) -> None:
