@@ -49,6 +49,10 @@ RECIPES = {
     "lbfgs-cv": {"optimizer": "lbfgs", "l2_penalty": "cv"},
     # L-BFGS at EleutherAI/w2s's default penalty (LogisticProbeConfig.l2p = 1e-3)
     "lbfgs-1e-3": {"optimizer": "lbfgs", "l2_penalty": 0.001},
+    # L-BFGS at two stronger fixed penalties: 0.33 is sklearn's C = 0.01 (the issue's probe
+    # simulation) at 300 training items (our head's penalty = 1 / (C n), tests/test_probe_solver.py)
+    "lbfgs-0.03": {"optimizer": "lbfgs", "l2_penalty": 0.033},
+    "lbfgs-0.33": {"optimizer": "lbfgs", "l2_penalty": 0.33},
 }
 WEAK = {"minilm-b1": 1, "minilm-b2": 2, "minilm-l6": "last"}  # MiniLM-L6 has 6 blocks
 STRONG = {"smollm2-b8": 8, "smollm2-135m": "middle", "smollm2-b22": 22, "smollm2-last": "last"}
@@ -232,19 +236,24 @@ def main() -> None:
     text = markdown(table, seconds)
     (args.out / "landscape.md").write_text(text)
     print(text)
-    figures(cells, table, args.out)
+    figures(cells, table, args.out, args.recipes[0])
 
 
-def figures(cells: pd.DataFrame, table: pd.DataFrame, out: Path) -> None:
-    """PGR per task for each rung (Burns et al. 2023 Fig. 3), PGR against misfit, and the
-    Deception Score against the capacity gap (Yang et al. 2024), where the plots exist."""
+def figures(cells: pd.DataFrame, pooled_table: pd.DataFrame, out: Path, recipe: str) -> None:
+    """For one recipe: PGR per task for each rung and loss (Burns et al. 2023 Fig. 3), PGR
+    against misfit (Charikar et al. 2024), the Deception Score against the capacity gap (Yang et
+    al. 2024)."""
     from w2s_eda import plots
 
-    for name, function in (("pgr_per_task.png", "pgr_per_task"),
-                           ("pgr_vs_misfit.png", "pgr_vs_misfit"),
-                           ("deception_vs_gap.png", "deception_vs_gap")):
-        if hasattr(plots, function):
-            getattr(plots, function)(table, out / name)
+    rows = cells[cells["recipe"] == recipe].rename(columns={"task": "dataset"})
+    # one point per (task, rung): the PGR pooled over seeds with its CI
+    table = pooled_table[pooled_table["recipe"] == recipe].rename(columns={
+        "task": "dataset", "pgr": "pgr_accuracy", "pgr_ci_low": "pgr_accuracy_ci_low",
+        "pgr_ci_high": "pgr_accuracy_ci_high"})
+    for loss in dict.fromkeys(table["loss"]):
+        plots.pgr_per_task(table[table["loss"] == loss], out / f"pgr_per_task_{loss}.png")
+    plots.pgr_vs_misfit(rows, out / "pgr_vs_misfit.png")
+    plots.deception_vs_gap(rows, out / "deception_vs_gap.png")
 
 
 if __name__ == "__main__":

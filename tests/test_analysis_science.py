@@ -161,6 +161,21 @@ def test_every_student_row_carries_its_gain_over_the_floor(cell):
     assert rows["baseline"]["w2s_minus_floor_p"] == pytest.approx(1.0)
 
 
+def test_summary_md_opens_with_the_baseline_students_gain_over_the_floor(cell, tmp_path):
+    outputs = {name: str(tmp_path / file) for name, file in (
+        ("csv", "s.csv"), ("md", "s.md"), ("html", "t.html"), ("pgr", "p.json"),
+        ("deception", "d.json"), ("ladder", "l.png"), ("pgr_plot", "p.png"),
+        ("deception_plot", "d.png"), ("arms_table", "a.png"))}
+    analyze([cell], outputs, n_resamples=200)
+    md = (tmp_path / "s.md").read_text()
+    assert md.startswith("## Weak-to-strong generalisation (baseline arm)\n")
+    head = md.split("## Every student", 1)[0]
+    # only the baseline students, with their gain in points: floor 0.5, baseline 0.375
+    rows = [line for line in head.splitlines() if line.startswith("| toy |")]
+    assert len(rows) == 1 and "| baseline |" not in rows[0]
+    assert "-12.5 [" in rows[0] and "| 1.000 |" in rows[0]
+
+
 def test_floor_and_ceiling_error_agreement_is_on_every_row(cell):
     # Floor wrong on items 2, 3, 6, 7, the ceiling on 7: overlap 1/4. Same correctness on 0, 1,
     # 4, 5, 7: c_obs = 5/8; accuracies 0.5 and 0.875: c_exp = 0.5; kappa = 0.125 / 0.5 = 0.25.
@@ -256,10 +271,10 @@ def test_summary_md_prints_the_study_notes_and_the_range_of_its_mdes(cell, tmp_p
         ("deception", "d.json"), ("ladder", "l.png"), ("pgr_plot", "p.png"),
         ("deception_plot", "d.png"), ("arms_table", "a.png"))}
     table = analyze([cell], outputs, n_resamples=200,
-                    notes=["**No W2S at this scale.** Measured in bench/records/w2s_power.md."])
+                    notes=["**Two cells.** Measured in bench/records/w2s_landscape/."])
     md = (tmp_path / "s.md").read_text()
     about = md.split("## This study\n\n", 1)[1].split("\n## ", 1)[0]
-    assert about.startswith("**No W2S at this scale.** Measured in bench/records/w2s_power.md.")
+    assert about.startswith("**Two cells.** Measured in bench/records/w2s_landscape/.")
     mde = table["vs_baseline_mde"].dropna()
     assert (f"could detect accuracy differences of {100 * mde.min():.0f}–{100 * mde.max():.0f} "
             "points at 80 % power") in about

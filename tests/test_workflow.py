@@ -40,15 +40,24 @@ ALIGN_JOBS = {"weak_features": 1, "weak_features_strong": 3, "train_weak": 1,
               "train_student": 10, "train_self_distill": 2, "cell_table": 1}
 
 
+# The default study's W2S cell (`winowhy`, baseline arm, no controls): its own prep, features,
+# floor, ceiling and two students, and nothing generated.
+BASELINE_CELL_JOBS = {"prep": 1, "weak_features": 1, "train_weak": 1, "strong_features": 1,
+                      "train_ceiling": 1, "train_student": 2, "cell_table": 1}
+
+
 def test_default_config_dry_run():
-    # config/config.yaml runs the EDA ablation without `distill`: one arm and its two students
-    # fewer than the schema's default arms.
+    # config/config.yaml: the EDA cell (`winowhy_eda`) runs the EDA ablation without `distill`
+    # (one arm and its two students fewer than the schema's default arms) beside the baseline
+    # cell; both read one BIG-bench file.
     result = run_snakemake("-n", "--forceall")
     assert result.returncode == 0, result.stderr
+    eda_cell = {"download_bigbench": 1, "prep": 1, "prepare_model": 2, "explain_shard": 1,
+                "explain": 1, "zero_shot": 1, "debate_round": 2, "debate": 1, "all": 1,
+                "analysis": 1, **ALIGN_JOBS, "train_weak_strong": 3, "train_student": 8}
     assert job_counts(result.stdout) == {
-        "download_bigbench": 1, "prep": 1, "prepare_model": 2, "explain_shard": 1, "explain": 1,
-        "zero_shot": 1, "debate_round": 2, "debate": 1, "all": 1, "analysis": 1,
-        **ALIGN_JOBS, "train_weak_strong": 3, "train_student": 8}
+        rule: eda_cell.get(rule, 0) + BASELINE_CELL_JOBS.get(rule, 0)
+        for rule in {**eda_cell, **BASELINE_CELL_JOBS}}
 
 
 def test_two_datasets_two_seeds_dry_run(tmp_path):
@@ -140,7 +149,7 @@ def test_only_the_signals_an_arm_reads_are_computed(tmp_path, arms, generated):
     assert {rule: counts[rule] for rule in GENERATION_RULES if rule in counts} == generated
     # the debate plot exists only with debates
     assert ("results/plots/debate_rounds.png" in result.stdout) == ("debate" in generated)
-    assert counts["train_student"] == 2 * len(arms)
+    assert counts["train_student"] == 2 * len(arms) + BASELINE_CELL_JOBS["train_student"]
 
 
 def test_paper_config_without_generation_arms_runs_no_debate(tmp_path):
@@ -155,10 +164,11 @@ def test_paper_config_without_generation_arms_runs_no_debate(tmp_path):
     assert counts["zero_shot"] == cells and counts["train_student"] == cells * 2 * 3
 
 
+# The default study has two datasets (its W2S and EDA cells): two prep and train_weak jobs a seed.
 @pytest.mark.parametrize("override, rule, count", [
-    ("seeds=[0,1]", "prep", 2),
+    ("seeds=[0,1]", "prep", 4),
     ("debate={'n_rounds': 3, 'judge': {'enabled': true}}", "debate_round", 3),
-    ("train={'weak': {'layer': 3}}", "train_weak", 1),
+    ("train={'weak': {'layer': 3}}", "train_weak", 2),
     ("debate={'n_samples': 4}", "debate_round", 2),
 ])
 def test_config_overrides_on_the_command_line(override, rule, count):

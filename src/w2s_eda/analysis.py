@@ -323,7 +323,7 @@ def analyze(cells: list[dict], outputs: dict[str, str], n_resamples: int = 1000,
         deception_by_setting(table, outputs["deception_settings_plot"])
     if "debate_plot" in outputs:
         debate_rounds({(c["dataset"], str(c["seed"]), c["strong"]): c["debate_stats"]
-                       for c in cells}, outputs["debate_plot"])
+                       for c in cells if "debate_stats" in c}, outputs["debate_plot"])
     log.info("study summary (test split):\n%s", markdown(table, specs, notes))
     return table
 
@@ -526,6 +526,29 @@ def power_line(table: pd.DataFrame) -> str | None:
             "as the 1–3 points Lang et al. (2025) report for debate, are out of reach here.")
 
 
+def headline(table: pd.DataFrame) -> list[str]:
+    """summary.md's opening: does the baseline student beat its weak floor? W2S − floor with its
+    paired-bootstrap CI and McNemar p, and PGR with its CI, for every baseline student."""
+    rows = table[(table["kind"] == "arm") & (table["arm"] == "baseline")]
+    if "setting" in rows:
+        rows = rows[rows["setting"].fillna(NO_SETTING) == NO_SETTING]
+    if not len(rows):
+        return []
+    lines = ["## Weak-to-strong generalisation (baseline arm)", "",
+             "| dataset | seed | weak → strong | loss | n test | floor | ceiling | W2S | "
+             "W2S − floor [95% CI] | McNemar p | PGR [95% CI] |", "|---" * 11 + "|"]
+    for r in rows.to_dict("records"):
+        gain = (f"{r['w2s_minus_floor'] * 100:+.1f} [{r['w2s_minus_floor_ci_low'] * 100:+.1f}, "
+                f"{r['w2s_minus_floor_ci_high'] * 100:+.1f}] points")
+        pgr = (_ci(r, "pgr_accuracy", 2) if r["pgr_undefined_reason"] == ""
+               else f"undefined ({r['pgr_undefined_reason']})")
+        lines.append(f"| {r['dataset']} | {r['seed']} | {r['weak']} → {r['strong']} | {r['loss']} | "
+                     f"{r['n_test']} | {_fmt(r['floor_accuracy'])} | {_fmt(r['ceiling_accuracy'])} | "
+                     f"{_fmt(r['w2s_accuracy'])} | {gain} | {_fmt(r['w2s_minus_floor_p'], 3)} | "
+                     f"{pgr} |")
+    return [*lines, "", "## Every student", ""]
+
+
 def markdown(table: pd.DataFrame, specs: dict[str, dict] | None = None,
              notes: list[str] = ()) -> str:
     """summary.md: the table, the study's notes (config `analysis.notes`) and its power, what each
@@ -534,6 +557,7 @@ def markdown(table: pd.DataFrame, specs: dict[str, dict] | None = None,
     about = [line for line in (*notes, power_line(table)) if line]
     with_setting = _has_settings(table)
     lines = [
+        *headline(table),
         "| dataset | seed | weak → strong | arm | loss | " + ("setting | " if with_setting else "")
         + "floor acc | weak-arm acc | W2S acc [95% CI] | "
         "ceiling acc | PGR (acc) [95% CI] | PGR undefined in resamples | PGR vs own weak [95% CI] | "
