@@ -215,7 +215,13 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/w2s-landscape"))
     parser.add_argument("--out", type=Path, default=REPO / "bench/records/w2s_landscape")
     parser.add_argument("--max-threads", type=int, default=None)
+    parser.add_argument("--figures-only", action="store_true",
+                        help="redraw the figures from --out's cells.csv and pooled.csv")
     args = parser.parse_args()
+    if args.figures_only:
+        figures(pd.read_csv(args.out / "cells.csv"), pd.read_csv(args.out / "pooled.csv"),
+                args.out, args.recipes[0])
+        return
 
     frames, seconds = [], {}
     shared = args.workdir / "shared"
