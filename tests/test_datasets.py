@@ -1,6 +1,7 @@
 """Dataset sources: Burns et al.'s formatters, BIG-bench, local files, and their bad inputs."""
 
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import balanced_rows, write_jsonl
+from conftest import REPO, balanced_rows, write_jsonl
 from w2s_eda.data import bigbench, local
 from w2s_eda.data.registry import DATASETS
 from w2s_eda.errors import DatasetError
@@ -348,3 +349,27 @@ def test_unknown_extension_asks_for_format(tmp_path):
     path.write_text("x")
     with pytest.raises(DatasetError, match="set 'format'"):
         local.load_file(path)
+
+
+# --- the shipped task files (data/bigbench/) -----------------------------------------------------
+
+SHIPPED = REPO / "data/bigbench"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in DATASETS.items() if e.bigbench_task))
+def test_every_registered_bigbench_task_ships_and_loads_as_a_binary_task(tmp_path, name):
+    out = tmp_path / f"{name}.json"
+    assert bigbench.copy_shipped(name, SHIPPED, out)
+    items = bigbench.load_task(out, DATASETS[name].bigbench_positive)
+    assert len(items) >= 600 and {item.label for item in items} == {0, 1}
+
+
+def test_a_damaged_shipped_copy_is_refused_and_an_unshipped_task_is_not_copied(tmp_path):
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    (folder / "toy.json.gz").write_bytes(gzip.compress(b'{"examples": []}'))
+    (folder / "SHA256SUMS").write_text("0" * 64 + "  toy.json\n")
+    with pytest.raises(DatasetError, match="toy.json.gz: sha256 .* differs from SHA256SUMS"):
+        bigbench.copy_shipped("toy", folder, tmp_path / "toy.json")
+    assert not (tmp_path / "toy.json").exists()
+    assert not bigbench.copy_shipped("other", folder, tmp_path / "other.json")

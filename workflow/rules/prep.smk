@@ -10,6 +10,8 @@ rule download_bigbench:
         "../../envs/data.yaml"
     params:
         folder=lambda wildcards: STUDY.bigbench_folder(wildcards.bigbench_task),
+        # the registered tasks' files, shipped with the project (data/bigbench/README.md)
+        shipped=str(Path(workflow.basedir) / "data/bigbench"),
     script:
         "../scripts/download_bigbench.py"
 

@@ -1,12 +1,17 @@
-"""BIG-bench tasks from the ``bigbench`` sdist on PyPI (Apache-2.0), fetched once at run time.
+"""BIG-bench tasks (Apache-2.0): the registered tasks' files ship with the project, and any other
+comes from the ``bigbench`` sdist on PyPI.
 
-The sdist is 358 MB; we stream it through gzip and tar, keep only the task files asked for, and
-check the sdist's published sha256 before anything is written. Never ``pip install bigbench``:
-its dependencies include tensorflow.
+The registered tasks' ``task.json`` files are in ``data/bigbench/`` (gzipped, 2.7 MB, extracted
+from the sdist whose sha256 is below; ``SHA256SUMS`` there holds each file's checksum), so a study
+needs no download: ``copy_shipped`` checks the checksum and writes the file. The sdist is 358 MB;
+``fetch_tasks`` streams it through gzip and tar, keeps only the task files asked for, and checks the
+sdist's published sha256 before anything is written. Never ``pip install bigbench``: its
+dependencies include tensorflow.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -110,3 +115,35 @@ def load_task(path: str | Path, positive: str) -> list[Item]:
         items.append(Item(example["input"], int(scores[positive] == 1), path.name, row))
     return items
 
+
+
+def shipped_checksums(folder: str | Path) -> dict[str, str]:
+    """``{file name: sha256}`` from a shipped folder's SHA256SUMS (``sha256sum`` format)."""
+    path = Path(folder) / "SHA256SUMS"
+    if not path.is_file():
+        return {}
+    return {name: digest for digest, name in
+            (line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip())}
+
+
+def copy_shipped(name: str, folder: str | Path, out: str | Path) -> bool:
+    """Write the shipped copy of task ``name`` (``<folder>/<name>.json.gz``) to ``out`` after
+    checking its sha256 against SHA256SUMS; False when the project ships no copy of it."""
+    source = Path(folder) / f"{name}.json.gz"
+    expected = shipped_checksums(folder).get(f"{name}.json")
+    if not source.is_file() or expected is None:
+        return False
+    payload = gzip.decompress(source.read_bytes())
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != expected:
+        raise DatasetError(f"{source}: sha256 {digest} differs from SHA256SUMS' {expected}; "
+                           "the shipped copy is damaged (restore it from git)")
+    write_text(out, payload.decode("utf-8"))
+    log.info("copied the shipped BIG-bench task %s from %s", name, source)
+    return True
+
+
+def obtain_task(name: str, bigbench_folder: str, out: str | Path, shipped: str | Path) -> None:
+    """The task file of registered dataset ``name``: the shipped copy, else from the sdist."""
+    if not copy_shipped(name, shipped, out):
+        fetch_tasks({bigbench_folder: out})
