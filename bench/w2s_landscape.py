@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -231,8 +232,8 @@ def main() -> None:
         seconds[recipe] = run_study(shared, config, args.max_threads)
         print(f"{recipe}: study finished in {seconds[recipe]:.0f} s", flush=True)
         snapshot = args.workdir / recipe
-        os.system(f"rm -rf '{snapshot}' && mkdir -p '{snapshot}' && "
-                  f"cp -r '{shared}/results' '{snapshot}/results'")
+        shutil.rmtree(snapshot, ignore_errors=True)
+        shutil.copytree(shared / "results", snapshot / "results")
         frames.append(collect(shared, recipe, seconds[recipe]))
     cells = pd.concat(frames, ignore_index=True)
     table = pooled(args.workdir, cells)

@@ -116,7 +116,6 @@ def load_task(path: str | Path, positive: str) -> list[Item]:
     return items
 
 
-
 def shipped_checksums(folder: str | Path) -> dict[str, str]:
     """``{file name: sha256}`` from a shipped folder's SHA256SUMS (``sha256sum`` format)."""
     path = Path(folder) / "SHA256SUMS"
