@@ -100,9 +100,12 @@ def split_sizes(task: str, size: int) -> dict:
     """``size`` items per split, or as many as the task's balanced pool allows: three splits of
     half each label need 1.5 x size items of the smaller label (a few are lost to repeated and
     conflicting texts, so 2 % is kept back)."""
+    from w2s_eda.data.bigbench import obtain_task
     from w2s_eda.prep import load_pools
 
     file = REPO / path("bigbench", bigbench_task=task)
+    if not file.is_file():  # a fresh clone: the workflow has not copied the shipped file yet
+        obtain_task(task, DATASETS[task].bigbench_task, file, REPO / "data/bigbench")
     train, _ = load_pools(task, {}, seed=0, bigbench_file=str(file))
     labels = np.array([item.label for item in train])
     smaller = min((labels == 0).sum(), (labels == 1).sum())
@@ -261,6 +264,48 @@ def figures(cells: pd.DataFrame, pooled_table: pd.DataFrame, out: Path, recipe: 
         plots.pgr_per_task(table[table["loss"] == loss], out / f"pgr_per_task_{loss}.png")
     plots.pgr_vs_misfit(rows, out / "pgr_vs_misfit.png")
     plots.deception_vs_gap(rows, out / "deception_vs_gap.png")
+    if table["weak"].nunique() > 1 or table["strong"].nunique() > 1:
+        for task in dict.fromkeys(table["dataset"]):
+            ladder_grid(table[table["dataset"] == task], out / f"ladder_{task}.png")
+
+
+def ladder_grid(table: pd.DataFrame, path: Path) -> None:
+    """One task's capacity ladder as a grid per loss: weak rung x strong rung, each cell W2S −
+    floor pooled over seeds (colour, points) with its 95 % CI and PGR; a frame marks the cells
+    whose CI is above 0."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = list(dict.fromkeys(table["loss"]))
+    weak, strong = list(dict.fromkeys(table["weak"])), list(dict.fromkeys(table["strong"]))
+    fig, axes = plt.subplots(1, len(losses), figsize=(4.6 * len(losses) + 1, 1.0 + 1.0 * len(weak)),
+                             squeeze=False)
+    for ax, loss in zip(axes[0], losses):
+        rows = table[table["loss"] == loss].set_index(["weak", "strong"])
+        grid = np.array([[rows.loc[(w, s), "w2s_minus_floor"] * 100 for s in strong] for w in weak])
+        image = ax.imshow(grid, cmap="RdBu", vmin=-8, vmax=8)
+        for i, w in enumerate(weak):
+            for j, s in enumerate(strong):
+                r = rows.loc[(w, s)]
+                ax.text(j, i, f"{r.w2s_minus_floor * 100:+.1f}\n[{r.w2s_minus_floor_ci_low * 100:+.1f}, "
+                        f"{r.w2s_minus_floor_ci_high * 100:+.1f}]\nPGR {_f(r.pgr_accuracy, 2)}",
+                        ha="center", va="center", fontsize=7)
+                if r.w2s_minus_floor_ci_low > 0:
+                    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, linewidth=2))
+        ax.set_xticks(range(len(strong)), [f"block {BLOCK.get(s, '?')}" for s in strong], fontsize=7)
+        ax.set_xlabel("strong: SmolLM2-135M read at", fontsize=8)
+        ax.set_yticks(range(len(weak)), [f"block {BLOCK.get(w, '?')}" for w in weak]
+                      if ax is axes[0][0] else [], fontsize=7)
+        if ax is axes[0][0]:
+            ax.set_ylabel("weak: MiniLM-L6 read at", fontsize=8)
+        ax.set_title(f"{loss}: W2S − floor, points [95% CI]", fontsize=9)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="W2S − floor (points)")
+    fig.suptitle(f"{table['dataset'].iloc[0]}: capacity ladder (framed: CI above 0)", fontsize=10,
+                 y=0.98)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -365,7 +365,8 @@ def pgr_per_task(frame: pd.DataFrame, path: str) -> None:
     # PGR's CI runs off to +-tens where the ceiling barely beats the floor: show -2..2
     low, high = ax.get_ylim()
     ax.set_ylim(max(low, -2.0), min(high, 2.0))
-    ax.set_xticks(range(len(rungs)), rungs, fontsize=8)
+    ax.set_xticks(range(len(rungs)), rungs, fontsize=8, rotation=30 if len(rungs) > 3 else 0,
+                  ha="right" if len(rungs) > 3 else "center")
     ax.set_ylabel("PGR on accuracy (95% CI; axis cut at ±2)")
     ax.set_title("PGR per task and weak → strong pair (after Burns et al. 2023, Fig. 3)")
     ax.legend(handles=_patches(tasks), fontsize=8, title=task)
