@@ -184,7 +184,28 @@ def _f(value, digits=3) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
-def markdown(frame: pd.DataFrame, seconds: dict[str, float]) -> str:
+def correlations(cells: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
+    """Spearman's rank correlation, per recipe and loss, of the Deception Score with the capacity
+    gap (Yang et al. 2024: DS grows with it) over the pooled rungs and over the seed cells, and of
+    PGR with misfit (Charikar et al. 2024) over the pooled rungs whose PGR is defined."""
+    from scipy.stats import spearmanr
+
+    lines = []
+    for (recipe, loss), rungs in frame.groupby(["recipe", "loss"], sort=False):
+        seeds = cells[(cells["recipe"] == recipe) & (cells["loss"] == loss)]
+        defined = rungs.dropna(subset=["pgr", "misfit"])
+        if len(rungs) < 3 or "ds" not in rungs:
+            continue
+        pairs = [("DS vs gap, pooled rungs", rungs["gap"], rungs["ds"]),
+                 ("DS vs gap, seed cells", seeds["gap"], seeds["ds"]),
+                 ("PGR vs misfit, pooled rungs", defined["misfit"], defined["pgr"])]
+        stats = [f"{name}: rho {spearmanr(x, y).statistic:+.2f} (p {spearmanr(x, y).pvalue:.3f}, "
+                 f"n {len(x)})" for name, x, y in pairs if len(x) >= 3]
+        lines.append(f"- {recipe}, {loss}: " + "; ".join(stats))
+    return ["Spearman correlations over the cells:", "", *lines, ""] if lines else []
+
+
+def markdown(frame: pd.DataFrame, seconds: dict[str, float], cells: pd.DataFrame) -> str:
     lines = [
         f"# The W2S landscape (bench/w2s_landscape.py, {os.cpu_count()} CPUs)", "",
         "Pooled over seeds. W2S − floor and PGR: 95 % CIs from resampling each seed's test items; "
@@ -204,7 +225,8 @@ def markdown(frame: pd.DataFrame, seconds: dict[str, float]) -> str:
             f"{gain} | {r.seeds_gain_positive}/{r.seeds} | {_f(r.pgr, 2)} [{_f(r.pgr_ci_low, 2)}, "
             f"{_f(r.pgr_ci_high, 2)}] | {r.pgr_undefined_in_resamples:.0%} | "
             f"{_f(r.get('ds'), 2)} | {_f(r.get('misfit'), 3)} |")
-    lines += ["", "Study time per recipe (all cells together, from an empty or feature-holding "
+    lines += ["", *correlations(cells, frame),
+              "Study time per recipe (all cells together, from an empty or feature-holding "
               "work folder): " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()), ""]
     return "\n".join(lines)
 
@@ -220,11 +242,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench/records/w2s_landscape")
     parser.add_argument("--max-threads", type=int, default=None)
     parser.add_argument("--figures-only", action="store_true",
-                        help="redraw the figures from --out's cells.csv and pooled.csv")
+                        help="rewrite landscape.md and redraw the figures from --out's cells.csv "
+                        "and pooled.csv")
     args = parser.parse_args()
     if args.figures_only:
-        figures(pd.read_csv(args.out / "cells.csv"), pd.read_csv(args.out / "pooled.csv"),
-                args.out, args.recipes[0])
+        cells, table = pd.read_csv(args.out / "cells.csv"), pd.read_csv(args.out / "pooled.csv")
+        seconds = cells.groupby("recipe", sort=False)["study_seconds"].first().to_dict()
+        (args.out / "landscape.md").write_text(markdown(table, seconds, cells))
+        figures(cells, table, args.out, args.recipes[0])
         return
 
     frames, seconds = [], {}
@@ -243,7 +268,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     cells.to_csv(args.out / "cells.csv", index=False)
     table.to_csv(args.out / "pooled.csv", index=False)
-    text = markdown(table, seconds)
+    text = markdown(table, seconds, cells)
     (args.out / "landscape.md").write_text(text)
     print(text)
     figures(cells, table, args.out, args.recipes[0])
@@ -273,39 +298,35 @@ def ladder_grid(table: pd.DataFrame, path: Path) -> None:
     """One task's capacity ladder as a grid per loss: weak rung x strong rung, each cell W2S −
     floor pooled over seeds (colour, points) with its 95 % CI and PGR; a frame marks the cells
     whose CI is above 0."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from w2s_eda import plots
 
     losses = list(dict.fromkeys(table["loss"]))
     weak, strong = list(dict.fromkeys(table["weak"])), list(dict.fromkeys(table["strong"]))
-    fig, axes = plt.subplots(1, len(losses), figsize=(4.6 * len(losses) + 1, 1.0 + 1.0 * len(weak)),
-                             squeeze=False)
+    plt, fig, axes = plots._figure(4.6 * len(losses) + 1, 1.6 + 1.0 * len(weak),
+                                   columns=len(losses), squeeze=False)
     for ax, loss in zip(axes[0], losses):
         rows = table[table["loss"] == loss].set_index(["weak", "strong"])
         grid = np.array([[rows.loc[(w, s), "w2s_minus_floor"] * 100 for s in strong] for w in weak])
-        image = ax.imshow(grid, cmap="RdBu", vmin=-8, vmax=8)
+        ax.imshow(grid, cmap="RdBu", vmin=-8, vmax=8)  # every cell carries its value
         for i, w in enumerate(weak):
             for j, s in enumerate(strong):
                 r = rows.loc[(w, s)]
-                ax.text(j, i, f"{r.w2s_minus_floor * 100:+.1f}\n[{r.w2s_minus_floor_ci_low * 100:+.1f}, "
-                        f"{r.w2s_minus_floor_ci_high * 100:+.1f}]\nPGR {_f(r.pgr_accuracy, 2)}",
+                low, high = r.w2s_minus_floor_ci_low * 100, r.w2s_minus_floor_ci_high * 100
+                ci = f"[{low:+.1f}, {high:+.1f}]"
+                ax.text(j, i, f"{r.w2s_minus_floor * 100:+.1f}\n{ci}\nPGR {_f(r.pgr_accuracy, 2)}",
                         ha="center", va="center", fontsize=7)
                 if r.w2s_minus_floor_ci_low > 0:
                     ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, linewidth=2))
-        ax.set_xticks(range(len(strong)), [f"block {BLOCK.get(s, '?')}" for s in strong], fontsize=7)
+        ax.set_xticks(range(len(strong)), [f"block {BLOCK.get(s, '?')}" for s in strong],
+                      fontsize=7)
         ax.set_xlabel("strong: SmolLM2-135M read at", fontsize=8)
         ax.set_yticks(range(len(weak)), [f"block {BLOCK.get(w, '?')}" for w in weak]
                       if ax is axes[0][0] else [], fontsize=7)
         if ax is axes[0][0]:
             ax.set_ylabel("weak: MiniLM-L6 read at", fontsize=8)
         ax.set_title(f"{loss}: W2S − floor, points [95% CI]", fontsize=9)
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="W2S − floor (points)")
-    fig.suptitle(f"{table['dataset'].iloc[0]}: capacity ladder (framed: CI above 0)", fontsize=10,
-                 y=0.98)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    fig.suptitle(f"{table['dataset'].iloc[0]}: capacity ladder (framed: CI above 0)", fontsize=10)
+    plots._save(plt, fig, path)
 
 
 if __name__ == "__main__":
