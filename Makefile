@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CORES ?= all
 
-.PHONY: setup run report test test-fast test-vllm-cpu dryrun lint chromium gpu-smoke clean-results
+.PHONY: setup run report figure test test-fast test-vllm-cpu dryrun lint chromium gpu-smoke clean-results
 
 setup: $(STAMP)
 
@@ -34,6 +34,13 @@ report: $(STAMP)
 	@cat results/summary.md
 	@echo
 	@echo "Report: results/report.html  (tables: results/summary.csv, results/pgr.json, results/deception.json)"
+
+# The README's figure, docs/img/headline.png (the analysis stage draws the same one into
+# results/plots/headline.png), from a finished study's summary. The committed image is the default
+# study's from a fresh clone: make figure SUMMARY=bench/records/default_winowhy/summary.csv
+SUMMARY ?= results/summary.csv
+figure: $(STAMP)
+	$(BIN)/python -m w2s_eda.plots $(SUMMARY) docs/img/headline.png
 
 dryrun: $(STAMP)
 	$(BIN)/snakemake -n

@@ -237,10 +237,11 @@ def test_a_cell_without_controls_or_signals_still_analyses(cell):
     assert rows["debate"]["vs_baseline_mcnemar_p_holm"] == pytest.approx(0.125)
 
 
-def test_the_written_outputs_describe_each_arm_and_hold_the_arms_table(cell, tmp_path):
+def test_the_written_outputs_describe_each_arm_and_hold_the_arms_table_and_headline(cell, tmp_path):
     names = {"csv": "summary.csv", "md": "summary.md", "html": "pgr_table.html", "pgr": "pgr.json",
              "deception": "deception.json", "ladder": "ladder.png", "pgr_plot": "pgr.png",
-             "deception_plot": "deception.png", "arms_table": "arms_table.png"}
+             "deception_plot": "deception.png", "arms_table": "arms_table.png",
+             "headline": "headline.png"}
     outputs = {key: str(tmp_path / "out" / name) for key, name in names.items()}
     analyze([cell], outputs, n_resamples=200)
     summary = pd.read_csv(outputs["csv"])
@@ -262,7 +263,8 @@ def test_the_written_outputs_describe_each_arm_and_hold_the_arms_table(cell, tmp
     assert "PGR undefined in resamples" in md
     pgr = json.loads((tmp_path / "out/pgr.json").read_text())
     assert pgr["rows"][1]["pgr_vs_own_weak_accuracy"] == pytest.approx(2.0)
-    assert (tmp_path / "out/arms_table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for plot in ("arms_table.png", "headline.png"):
+        assert (tmp_path / "out" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_summary_md_prints_the_study_notes_and_the_range_of_its_mdes(cell, tmp_path):

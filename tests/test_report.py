@@ -39,7 +39,7 @@ def test_analysis_writes_every_table_and_plot(tiny_study):
         zip(everything.arm, everything.loss))
     deception = json.loads((folder / "results/deception.json").read_text())
     assert sum(r["n"] for r in deception[0]["regions"].values()) == 4
-    for plot in ("accuracy_ladder", "pgr", "deception", "debate_rounds"):
+    for plot in ("accuracy_ladder", "pgr", "deception", "debate_rounds", "headline"):
         assert (folder / f"results/plots/{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (folder / "results/summary.md").read_text()
     log = (folder / "results/logs/analysis/study.log").read_text()
@@ -64,13 +64,22 @@ def _shown_in_chromium(report, category, label, tmp_path) -> str:
 
 
 @pytest.mark.slow
-def test_report_shows_the_pgr_figure_and_table_in_headless_chromium(tiny_study, tmp_path):
+def test_report_opens_with_the_headline_and_shows_the_pgr_figure_and_table_in_chromium(tiny_study, tmp_path):
     if shutil.which("chromium") is None:
         pytest.skip("chromium is not installed (make test installs it with apt-get)")
     folder, _, config = tiny_study
     report = folder / "results/report.html"
     result = run_snakemake("--report", str(report), *study_args(folder, config))
     assert result.returncode == 0, result.stderr[-3000:]
+    # The report opens with the README's figure: the first category, linked from the description.
+    description = json.loads(re.search(r"var workflow_desc = (.*?);\n", report.read_text()).group(1))
+    assert "showResultInfo" in description and ">headline.png</a>" in description
+    assert 'href="../docs/studies.md"' in description
+    headline = _shown_in_chromium(report, "0. Headline", "W2S gain and PGR (baseline students)",
+                                  tmp_path)
+    assert headline.startswith("data:image/png") and "filename=headline.png" in headline
+    png = base64.b64decode(headline.split("base64,", 1)[1])
+    assert png == (folder / "results/plots/headline.png").read_bytes()
     figure = _shown_in_chromium(report, "2. Plots", "PGR per arm", tmp_path)
     assert figure.startswith("data:image/png") and "filename=pgr.png" in figure
     png = base64.b64decode(figure.split("base64,", 1)[1])

@@ -290,14 +290,15 @@ def analyze_cell(cell: dict, n_resamples: int) -> tuple[list[dict], list[dict]]:
 
 def analyze(cells: list[dict], outputs: dict[str, str], n_resamples: int = 1000,
             notes: list[str] = ()) -> pd.DataFrame:
-    """Analyse every cell and write the outputs named in ``outputs`` (the arms table only when
-    ``outputs`` names it)."""
+    """Analyse every cell and write the outputs named in ``outputs`` (the arms table and the
+    headline figure only when ``outputs`` names them)."""
     from .plots import (
         accuracy_ladder,
         arms_table,
         debate_rounds,
         deception_by_setting,
         deception_plot,
+        headline,
         pgr_plot,
     )
 
@@ -319,6 +320,8 @@ def analyze(cells: list[dict], outputs: dict[str, str], n_resamples: int = 1000,
     deception_plot(deceptions, outputs["deception_plot"])
     if "arms_table" in outputs:
         arms_table(table, outputs["arms_table"])
+    if "headline" in outputs:
+        headline(table, outputs["headline"])
     if "deception_settings_plot" in outputs:
         deception_by_setting(table, outputs["deception_settings_plot"])
     if "debate_plot" in outputs:

@@ -371,3 +371,88 @@ def pgr_per_task(frame: pd.DataFrame, path: str) -> None:
     ax.set_title("PGR per task and weak → strong pair (after Burns et al. 2023, Fig. 3)")
     ax.legend(handles=_patches(tasks), fontsize=8, title=task)
     _save(plt, fig, path)
+
+
+def headline_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The students the headline figure draws: the baseline arm's (kind ``arm``, setting "none")
+    in the study's W2S cells, the cells that train the baseline arm alone (the default study's
+    ``winowhy``, sized for W2S, beside the small ``winowhy_eda`` ablation). A study without such
+    a cell gives every cell's baseline students. In the summary's order."""
+    arms = summary[summary["kind"] == "arm"]
+    students = arms[arms["arm"] == "baseline"]
+    if "setting" in students:
+        students = students[students["setting"].fillna(NO_SETTING) == NO_SETTING]
+    arms_per_cell = arms.groupby(CELL_COLUMNS, sort=False)["arm"].agg(frozenset)
+    w2s_cells = {cell for cell, names in arms_per_cell.items() if names == {"baseline"}}
+    if w2s_cells:
+        keys = zip(*(students[column] for column in CELL_COLUMNS))
+        students = students[[key in w2s_cells for key in keys]]
+    return students
+
+
+def _pgr_text(row) -> str:
+    if pd.isna(row["pgr_accuracy"]):
+        reason = row.get("pgr_undefined_reason")
+        return "PGR undefined" + (f" ({reason})" if isinstance(reason, str) and reason else "")
+    return (f"PGR {row['pgr_accuracy']:.2f} "
+            f"[{row['pgr_accuracy_ci_low']:.2f}, {row['pgr_accuracy_ci_high']:.2f}]")
+
+
+def headline(summary: pd.DataFrame, out_path: str) -> pd.DataFrame:
+    """The study's headline figure (README, first page of the report): for each baseline student
+    of the W2S cells (``headline_rows``), the weak floor, the W2S student and the strong ceiling
+    as test accuracy with 95 % CIs (left), and W2S − floor in points with its paired-bootstrap CI,
+    labelled with PGR and its CI (right). Returns the rows drawn."""
+    from .errors import StudyError
+
+    rows = headline_rows(summary)
+    if not len(rows):
+        raise StudyError("the summary has no baseline-arm student (kind arm, setting none) to draw")
+    plt, fig, (left, right) = _figure(10, 1.6 + 0.75 * len(rows), columns=2, sharey=True,
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    ys = -np.arange(len(rows), dtype=float)
+    labels = [f"{r['dataset']} s{r['seed']} (n={int(r['n_test'])})\n{r['loss']} student"
+              for _, r in rows.iterrows()]
+    for name, shift, color, label in (("floor_accuracy", 0.2, "tab:gray", "floor (weak, gold)"),
+                                      ("w2s_accuracy", 0.0, "tab:blue", "W2S student"),
+                                      ("ceiling_accuracy", -0.2, "tab:green",
+                                       "ceiling (strong, gold)")):
+        for k, (y, (_, row)) in enumerate(zip(ys, rows.iterrows())):
+            left.errorbar(row[name], y + shift, xerr=_err(row, name), fmt="o", color=color,
+                          capsize=3, label=label if k == 0 else None)
+    left.axvline(0.5, color="lightgray", linestyle=":", zorder=0)
+    left.set_yticks(ys, labels, fontsize=8)
+    left.set_xlabel("test accuracy (95% paired-bootstrap CI)")
+    left.legend(fontsize=8, ncol=3, loc="lower left", bbox_to_anchor=(0, 1), frameon=False)
+    for y, (_, row) in zip(ys, rows.iterrows()):
+        gain = 100 * row["w2s_minus_floor"]
+        err = [[100 * max(row["w2s_minus_floor"] - row["w2s_minus_floor_ci_low"], 0)],
+               [100 * max(row["w2s_minus_floor_ci_high"] - row["w2s_minus_floor"], 0)]]
+        color = "tab:blue" if row["w2s_minus_floor_ci_low"] > 0 else "tab:red"
+        right.errorbar(gain, y, xerr=err, fmt="o", color=color, capsize=3)
+        right.annotate(f"{gain:+.1f} points, {_pgr_text(row)}", (gain, y), xytext=(0, 8),
+                       textcoords="offset points", ha="center", fontsize=8)
+    right.axvline(0, color="black", linewidth=0.8)
+    right.set_xlabel("W2S − floor, accuracy points (95% CI)")
+    right.set_ylim(ys[-1] - 0.6, 0.6)
+    pairs = " / ".join(dict.fromkeys(f"{w} → {s}" for w, s in zip(rows["weak"], rows["strong"])))
+    fig.suptitle(f"Weak-to-strong generalisation of the baseline students ({pairs})", fontsize=10)
+    _save(plt, fig, out_path)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m w2s_eda.plots [summary.csv] [image]`` (``make figure``): redraws the headline
+    figure from a finished study's summary, by default results/summary.csv into
+    docs/img/headline.png, the README's figure."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    summary = args[0] if args else "results/summary.csv"
+    out_path = args[1] if len(args) > 1 else "docs/img/headline.png"
+    rows = headline(pd.read_csv(summary), out_path)
+    print(f"{out_path}: {len(rows)} baseline students from {summary}")
+
+
+if __name__ == "__main__":
+    main()

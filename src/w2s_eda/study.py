@@ -116,11 +116,15 @@ ANALYSIS_OUTPUTS = {
     "deception_settings_plot": "results/plots/deception_settings.png",
     "debate_plot": "results/plots/debate_rounds.png",
     "arms_table": "results/plots/arms_table.png",
+    "headline": "results/plots/headline.png",
 }
 
 # The analysis outputs shown in `snakemake --report`: caption file (workflow/report/), category,
-# label.
+# label. The report's menu sorts categories by name, so "0. Headline" comes first: the README's
+# figure (docs/img/headline.png).
 REPORTED = {
+    "headline": ("headline.rst", "0. Headline",
+                 {"figure": "W2S gain and PGR (baseline students)"}),
     "csv": ("summary.rst", "1. Results", {"table": "summary (CSV)"}),
     "html": ("pgr_table.rst", "1. Results", {"table": "PGR table"}),
     "ladder": ("accuracy_ladder.rst", "2. Plots", {"figure": "accuracy ladder"}),
