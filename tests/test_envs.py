@@ -113,7 +113,7 @@ def rule_scripts_and_envs() -> dict[str, tuple[str, str]]:
     return found
 
 
-# Imported only when the config asks for them, and installed by whoever asks (README).
+# Imported only when the config asks for them, and installed by whoever asks (docs/cluster.md).
 OPTIONAL = {"vllm"}  # generation.backend: vllm, on GPU nodes
 
 

@@ -1,5 +1,5 @@
 """The SLURM profile, dry-run where no SLURM is installed: every job gets memory and a runtime,
-the GPU rules one GPU each. (The real-SLURM run is still to come; see the README.)"""
+the GPU rules one GPU each. (The real-SLURM run: tests/test_slurm_cluster.py, docs/cluster.md.)"""
 
 import os
 import re

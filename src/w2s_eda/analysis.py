@@ -423,7 +423,7 @@ NOTES = [
 ]
 SETTING_NOTE = (
     "**Setting.** The setting the W2S student was trained under (\"none\": weak labels only, the "
-    "study's standard students and the controls; the README's Deception section describes the "
+    "study's standard students and the controls; docs/deception.md describes the "
     "others: Yang et al.'s conflict settings and chains through an intermediate model). "
     "A row is compared with the baseline arm's student of the same setting and loss; the Holm "
     "correction still runs over the whole cell."

@@ -27,7 +27,7 @@ class RegisteredDataset:
     hub_id: str | None = None
     hub_config: str | None = None
     # The hub repository's commit loaded by default (a config's `revision` overrides it). Each is
-    # a commit found pinned in public code, never invented; see the README's dataset table.
+    # a commit found pinned in public code, never invented; see the table in docs/data.md.
     hub_revision: str | None = None
     train_split: str = "train"
     test_split: str | None = None  # a native held-out split the test items are drawn from
