@@ -84,7 +84,8 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_every_link_anchor_and_named_path_resolves(page):
-    assert check_markdown(page) == []
+    problems = check_markdown(page)
+    assert not problems, "\n".join(problems)
 
 
 def test_the_readme_is_a_front_door():
