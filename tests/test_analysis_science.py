@@ -237,7 +237,7 @@ def test_a_cell_without_controls_or_signals_still_analyses(cell):
     assert rows["debate"]["vs_baseline_mcnemar_p_holm"] == pytest.approx(0.125)
 
 
-def test_the_written_outputs_describe_each_arm_and_hold_the_arms_table_and_headline(cell, tmp_path):
+def test_the_outputs_describe_each_arm_and_hold_the_arms_table_and_headline(cell, tmp_path):
     names = {"csv": "summary.csv", "md": "summary.md", "html": "pgr_table.html", "pgr": "pgr.json",
              "deception": "deception.json", "ladder": "ladder.png", "pgr_plot": "pgr.png",
              "deception_plot": "deception.png", "arms_table": "arms_table.png",

@@ -64,7 +64,7 @@ def _shown_in_chromium(report, category, label, tmp_path) -> str:
 
 
 @pytest.mark.slow
-def test_report_opens_with_the_headline_and_shows_the_pgr_figure_and_table_in_chromium(tiny_study, tmp_path):
+def test_report_opens_with_the_headline_and_shows_the_pgr_figure_and_table(tiny_study, tmp_path):
     if shutil.which("chromium") is None:
         pytest.skip("chromium is not installed (make test installs it with apt-get)")
     folder, _, config = tiny_study
@@ -72,7 +72,8 @@ def test_report_opens_with_the_headline_and_shows_the_pgr_figure_and_table_in_ch
     result = run_snakemake("--report", str(report), *study_args(folder, config))
     assert result.returncode == 0, result.stderr[-3000:]
     # The report opens with the README's figure: the first category, linked from the description.
-    description = json.loads(re.search(r"var workflow_desc = (.*?);\n", report.read_text()).group(1))
+    page = report.read_text()
+    description = json.loads(re.search(r"var workflow_desc = (.*?);\n", page).group(1))
     assert "showResultInfo" in description and ">headline.png</a>" in description
     assert 'href="../docs/studies.md"' in description
     headline = _shown_in_chromium(report, "0. Headline", "W2S gain and PGR (baseline students)",
