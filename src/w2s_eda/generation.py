@@ -125,8 +125,8 @@ def auto_batch_size(model, device, longest: int, max_new_tokens: int) -> int:
 
     On the CPU, the default study's explain and debate jobs (float32, 2 cores, prefix sharing on)
     decoded 23-31 % faster at 64 rows than at 32, for 10-29 % more prefill tokens (padding):
-    7 % less generation time in all, the same texts (README, Performance). Before prefix sharing, padding
-    made 64 slower than 32."""
+    7 % less generation time in all, the same texts (docs/performance.md). Before prefix sharing,
+    padding made 64 slower than 32."""
     if device.type != "cuda":
         return 64
     import torch

@@ -399,7 +399,7 @@ def _pgr_text(row) -> str:
 
 
 def headline(summary: pd.DataFrame, out_path: str) -> pd.DataFrame:
-    """The study's headline figure (README, first page of the report): for each baseline student
+    """The study's headline figure (the README's and the report's first): for each baseline student
     of the W2S cells (``headline_rows``), the weak floor, the W2S student and the strong ceiling
     as test accuracy with 95 % CIs (left), and W2S − floor in points with its paired-bootstrap CI,
     labelled with PGR and its CI (right). Returns the rows drawn."""
