@@ -97,14 +97,24 @@ def test_the_plan_keeps_every_row_once_with_groups_whole(strong_engine, prompts)
     assert groups == set(map(frozenset, GROUPS))
 
 
-def test_greedy_texts_equal_unshared_with_far_fewer_prefill_tokens(strong_engine, prompts, debates,
+@pytest.fixture(scope="module")
+def unpacked(strong_engine):
+    """The engine with each prefill level in one left-padded pass, so its token counts follow
+    the sharing plan alone (packing is tested in test_fast_paths.py)."""
+    from w2s_eda.generation import HFEngine
+
+    return HFEngine(strong_engine.model, strong_engine.tokenizer, pack_prefill=False)
+
+
+def test_greedy_texts_equal_unshared_with_far_fewer_prefill_tokens(unpacked, prompts, debates,
                                                                   unshared):
-    off, off_counts = unshared
-    on, on_counts = run(strong_engine, prompts, True, batch_size=BIG)
+    off, off_counts = run(unpacked, prompts, False, batch_size=BIG)
+    assert [c.text for c in off] == [c.text for c in unshared[0]]
+    on, on_counts = run(unpacked, prompts, True, batch_size=BIG)
     assert [c.text for c in on] == [c.text for c in off]
     assert [(c.n_prompt_tokens, c.n_new_tokens) for c in on] == [
         (c.n_prompt_tokens, c.n_new_tokens) for c in off]
-    encoded = strong_engine.encode(prompts)
+    encoded = unpacked.encode(prompts)
     for counts in (on_counts, off_counts):
         assert counts["prompt_tokens"] == sum(map(len, encoded))
         assert counts["decode_tokens"] > 0 and counts["prefill_seconds"] > 0
@@ -118,9 +128,9 @@ def test_greedy_texts_equal_unshared_with_far_fewer_prefill_tokens(strong_engine
     assert on_counts["prefill_tokens"] < off_counts["prefill_tokens"]
 
     # the debates alone: every prompt shares its item with one other
-    _, off_counts = run(strong_engine, debates, False, batch_size=BIG)
-    _, on_counts = run(strong_engine, debates, True, batch_size=BIG)
-    rows = strong_engine.encode(debates)
+    _, off_counts = run(unpacked, debates, False, batch_size=BIG)
+    _, on_counts = run(unpacked, debates, True, batch_size=BIG)
+    rows = unpacked.encode(debates)
     pairs = [[0, 1], [2, 3], [4, 5], [6, 7]]
     assert on_counts["prefill_tokens"] == expected_prefill_tokens(rows, pairs)
     assert off_counts["prefill_tokens"] >= 1.5 * on_counts["prefill_tokens"]

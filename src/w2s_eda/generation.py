@@ -24,6 +24,7 @@ same output as an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -255,17 +256,102 @@ def _shared_batch(encoded: list[list[int]], groups: list[list[int]]) -> _Batch:
     return min(candidates, key=lambda batch: batch.prefill_tokens(encoded))  # first of equals
 
 
+# What one more forward pass costs, in prefill tokens: packing a level into length buckets pays
+# this per bucket to save the padding a single left-padded pass would run. On 2 CPU cores a pass
+# over a few rows costs about as much as 32 tokens (Python and reading the weights); on a GPU a
+# token costs next to nothing, so padding is cheaper than another pass there.
+PACK_PASS_TOKENS = {"cpu": 32, "cuda": 2048}
+
+
+def pack_buckets(lengths: Sequence[int], pass_tokens: int) -> list[list[int]]:
+    """Rows of one prefill level cut into length buckets, each run as one left-padded pass: the
+    cut (of the rows sorted by length) that runs the fewest tokens, padding included, counting
+    ``pass_tokens`` for each pass. Rows of one bucket keep their order."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    best = [0.0] + [math.inf] * len(order)  # best[j]: the cheapest cut of order[:j]
+    start = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        widest = lengths[order[end - 1]]
+        for begin in range(end):
+            cost = best[begin] + pass_tokens + (end - begin) * widest
+            if cost < best[end]:
+                best[end], start[end] = cost, begin
+    buckets, end = [], len(order)
+    while end:
+        buckets.append(sorted(order[start[end] : end]))
+        end = start[end]
+    return buckets[::-1]
+
+
+@functools.cache
+def growing_layer_class():
+    """A full-attention cache layer whose keys and values live in buffers with room for the tokens
+    still to come, so a decode step writes one position in place where ``DynamicLayer`` copies
+    the whole cache to append it; ``keys``/``values`` are views of the filled part. A subclass of
+    ``DynamicLayer`` (made on first use: importing this module does not import transformers)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        def __init__(self, keys, values, headroom: int):
+            super().__init__()
+            self.lazy_initialization(keys, values)
+            batch, heads, length, dim = keys.shape
+            self.k = keys.new_empty((batch, heads, length + headroom, dim))
+            self.v = values.new_empty((batch, heads, length + headroom, dim))
+            self.k[:, :, :length], self.v[:, :, :length] = keys, values
+            self.n = length
+            self._views()
+
+        def _views(self):
+            self.keys, self.values = self.k[:, :, : self.n], self.v[:, :, : self.n]
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            import torch
+
+            step = key_states.shape[-2]
+            if self.n + step > self.k.shape[-2]:  # out of room: grow, as a DynamicLayer would
+                more = self.n + step - self.k.shape[-2]
+                self.k, self.v = (torch.cat([b, b.new_empty((*b.shape[:2], more, b.shape[-1]))], -2)
+                                  for b in (self.k, self.v))
+            self.k[:, :, self.n : self.n + step] = key_states
+            self.v[:, :, self.n : self.n + step] = value_states
+            self.n += step
+            self._views()
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.n
+
+        def batch_select_indices(self, indices) -> None:
+            self.k, self.v = self.k[indices], self.v[indices]
+            self._views()
+
+    return GrowingLayer
+
+
 class HFEngine:
     """Generation with a transformers causal LM (the tested default, CPU or CUDA).
 
-    ``counters`` adds up, over every ``generate`` call, the prompt tokens, the tokens prefill ran
-    through the model (padding included) and how many of those were padding, the rows x steps of
-    decoding, and the seconds of each phase; ``reset_counters()`` zeroes them.
+    ``counters`` adds up, over every ``generate`` and ``label_probabilities`` call, the prompt
+    tokens, the tokens prefill ran through the model (padding included) and how many of those were
+    padding, the rows x steps of decoding, and the seconds of each phase; ``reset_counters()``
+    zeroes them.
+
+    Three speed-ups, each on by default and each switched off by its flag (``fast=False``: all
+    three off, the engine as it was before them; ``bench/generation_speedup.py`` runs both):
+    - ``pack_prefill``: each prefill level runs in length buckets (``pack_buckets``) instead of
+      one pass left-padded to its longest row; the buckets' caches are then joined, padded in the
+      middle as prefix sharing already pads them;
+    - ``grow_cache``: decoding writes each step's keys and values into buffers made at prefill
+      with room for ``max_new_tokens`` (``growing_layer_class``), not by copying the cache;
+    - ``share_scoring``: ``label_probabilities`` plans its prompts as ``generate`` does (shared
+      prefixes, packed levels) instead of one padded pass per batch.
     """
 
     name = "hf"
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, fast: bool = True, pack_prefill: bool | None = None,
+                 grow_cache: bool | None = None, share_scoring: bool | None = None):
         from transformers import DynamicCache
         from transformers.cache_utils import DynamicLayer
 
@@ -280,6 +366,11 @@ class HFEngine:
         # sliding window counts cache slots, padding included): other caches prefill unshared.
         layers = DynamicCache(config=model.config).layers
         self.can_share = all(type(layer) is DynamicLayer for layer in layers)
+        pick = lambda flag: fast if flag is None else flag  # noqa: E731
+        self.pack_prefill = pick(pack_prefill) and self.can_share
+        self.grow_cache = pick(grow_cache) and self.can_share
+        self.share_scoring = pick(share_scoring)
+        self.pass_tokens = PACK_PASS_TOKENS.get(model.device.type, PACK_PASS_TOKENS["cuda"])
         self.counters: dict[str, float] = {}
         self.reset_counters()
 
@@ -314,7 +405,7 @@ class HFEngine:
         logits = [None] * len(prompts)
         for batch in self._plan(encoded, settings):
             with torch.inference_mode():
-                last, _, _ = self._prefill(encoded, batch, DynamicCache(config=self.model.config))
+                last, _, _, _ = self._prefill(encoded, batch, DynamicCache(config=self.model.config))
             for row, values in zip(batch.rows, last.float().cpu()):
                 logits[row] = values
         return torch.stack(logits) if logits else torch.zeros((0, 0))
@@ -329,29 +420,84 @@ class HFEngine:
         return plan_batches(encoded, batch_size, settings.share_prefixes and self.can_share)
 
     def _prefill(self, encoded: list[list[int]], batch: _Batch, cache):
-        """Run the batch's prompts into ``cache`` level by level (see ``_Batch``); returns the
-        last position's logits, the attention mask and the last position id of each row."""
-        import torch
-
-        device = self.model.device
+        """Run the batch's prompts into ``cache`` level by level (see ``_Batch``), each level in one
+        left-padded pass or, packed, in length buckets; returns the last position's logits, the
+        attention mask, the last position id of each row, and the cache (a new one when the last
+        level ran in buckets)."""
         mask = None
         for segments, expand in batch.levels(encoded):
-            input_ids, level_mask = self._left_pad(segments)
-            if expand is not None:  # this level's rows continue rows of the level before
-                index = torch.tensor(expand, device=device)
-                cache.batch_select_indices(index)
-                mask = mask[index]
-            mask = level_mask if mask is None else torch.cat([mask, level_mask], dim=1)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            output = self.model(
-                input_ids=input_ids, attention_mask=mask,
-                position_ids=positions[:, -input_ids.shape[1]:], use_cache=True,
-                logits_to_keep=1, **{self.cache_kwarg: cache},
-            )
-            real = sum(map(len, segments))
-            self.counters["prefill_tokens"] += input_ids.numel()
-            self.counters["prefill_pad_tokens"] += input_ids.numel() - real
-        return output.logits[:, -1, :], mask, positions[:, -1:]
+            buckets = [list(range(len(segments)))]
+            if self.pack_prefill and len(segments) > 1:
+                buckets = pack_buckets([len(tokens) for tokens in segments], self.pass_tokens)
+            if len(buckets) == 1:
+                logits, mask = self._prefill_pass(segments, expand, cache, mask)
+            else:
+                logits, mask, cache = self._prefill_packed(segments, expand, cache, mask, buckets)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return logits, mask, positions[:, -1:], cache
+
+    def _prefill_pass(self, segments, expand, cache, mask):
+        """One level in one left-padded pass, continuing rows ``expand`` of the level before (whose
+        ``mask`` it extends); returns each row's last logits and the new mask."""
+        import torch
+
+        input_ids, level_mask = self._left_pad(segments)
+        if expand is not None:  # this level's rows continue rows of the level before
+            index = torch.tensor(expand, device=self.model.device)
+            cache.batch_select_indices(index)
+            mask = mask[index]
+        mask = level_mask if mask is None else torch.cat([mask, level_mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        output = self.model(
+            input_ids=input_ids, attention_mask=mask,
+            position_ids=positions[:, -input_ids.shape[1]:], use_cache=True,
+            logits_to_keep=1, **{self.cache_kwarg: cache},
+        )
+        self.counters["prefill_tokens"] += input_ids.numel()
+        self.counters["prefill_pad_tokens"] += input_ids.numel() - sum(map(len, segments))
+        return output.logits[:, -1, :], mask
+
+    def _prefill_packed(self, segments, expand, cache, mask, buckets):
+        """One level in length buckets, each a pass over its rows of the level before; the
+        buckets' caches are then joined into one, right-aligned (the padding sits where the
+        shorter rows' tokens end before the longest's, masked out as any padding is)."""
+        import torch
+        from transformers import DynamicCache
+
+        device, rows = self.model.device, len(segments)
+        parts = []
+        for bucket in buckets:
+            part = DynamicCache(config=self.model.config)
+            part_mask = None
+            if expand is not None:
+                index = torch.tensor([expand[row] for row in bucket], device=device)
+                for layer_index, layer in enumerate(cache.layers):
+                    part.update(layer.keys[index], layer.values[index], layer_index)
+                part_mask = mask[index]
+            logits, part_mask = self._prefill_pass([segments[row] for row in bucket], None, part,
+                                                   part_mask)
+            parts.append((bucket, logits, part_mask, part))
+        width = max(part_mask.shape[1] for _, _, part_mask, _ in parts)
+        joined_mask = torch.zeros((rows, width), dtype=torch.long, device=device)
+        joined_logits = None
+        for bucket, logits, part_mask, _ in parts:
+            if joined_logits is None:
+                joined_logits = logits.new_empty((rows, logits.shape[-1]))
+            index = torch.tensor(bucket, device=device)
+            joined_logits[index] = logits
+            joined_mask[index, width - part_mask.shape[1]:] = part_mask
+        joined = DynamicCache(config=self.model.config)
+        for layer_index in range(len(parts[0][3].layers)):
+            first = parts[0][3].layers[layer_index].keys
+            keys = first.new_zeros((rows, first.shape[1], width, first.shape[-1]))
+            values = torch.zeros_like(keys)  # zeros, not empty: masked values still get weight 0
+            for bucket, _, part_mask, part in parts:
+                index = torch.tensor(bucket, device=device)
+                layer = part.layers[layer_index]
+                keys[index, :, width - part_mask.shape[1]:] = layer.keys
+                values[index, :, width - part_mask.shape[1]:] = layer.values
+            joined.update(keys, values, layer_index)
+        return joined_logits, joined_mask, joined
 
     def _batch(self, encoded: list[list[int]], batch: _Batch, settings: GenerationSettings,
                seeds: list[int] | None = None) -> list[Completion]:
@@ -369,7 +515,11 @@ class HFEngine:
         new_tokens: list[list[int]] = [[] for _ in batch.rows]
         active = list(range(len(batch.rows)))  # batch row -> index into batch.rows
         with torch.inference_mode():
-            logits, mask, position = self._prefill(encoded, batch, cache)
+            logits, mask, position, cache = self._prefill(encoded, batch, cache)
+            if self.grow_cache:
+                grow = growing_layer_class()
+                cache.layers = [grow(layer.keys, layer.values, settings.max_new_tokens)
+                                for layer in cache.layers]
             prefilled = time.monotonic()
             for step in range(settings.max_new_tokens):
                 token = self._next_token(logits, settings, generators)
@@ -410,11 +560,13 @@ class HFEngine:
         """P(label 1) per prompt, read from the logits of the two label words as the answer.
 
         When the words start with different tokens (the usual case), one forward pass per prompt
-        reads the next-token logits of those first tokens. When they share a first token, each
-        word's whole token sequence is scored instead. The two scores are normalised against each
-        other; nothing is parsed from generated text.
+        reads the next-token logits of those first tokens; with ``share_scoring`` the prompts are
+        batched, shared and packed as ``generate`` prefills them. When they share a first token,
+        each word's whole token sequence is scored instead. The two scores are normalised against
+        each other; nothing is parsed from generated text.
         """
         import torch
+        from transformers import DynamicCache
 
         words = label_word_ids(self.tokenizer, label_words)
         encoded = self.encode(prompts)
@@ -422,6 +574,17 @@ class HFEngine:
             longest = max((len(ids) for ids in encoded), default=0) + max(map(len, words))
             batch_size = auto_batch_size(self.model, self.model.device, longest, 0)
         scores = torch.zeros((len(prompts), 2))
+        self.counters["prompt_tokens"] += sum(map(len, encoded))
+        started = time.monotonic()
+        if len(words[0]) == len(words[1]) == 1 and self.share_scoring and encoded:
+            first = torch.tensor([words[0][0], words[1][0]])
+            for batch in plan_batches(encoded, batch_size, self.can_share):
+                with torch.inference_mode():
+                    last, _, _, _ = self._prefill(encoded, batch,
+                                                  DynamicCache(config=self.model.config))
+                scores[batch.rows] = torch.log_softmax(last.float(), dim=-1).cpu()[:, first]
+            self.counters["prefill_seconds"] += time.monotonic() - started
+            return torch.softmax(scores, dim=-1)[:, 1].tolist()
         if len(words[0]) == len(words[1]) == 1:
             passes = [(None, encoded)]  # one pass scores both first tokens
         else:
@@ -447,6 +610,9 @@ class HFEngine:
                     target = torch.tensor(words[label], device=logprobs.device)
                     picked = logprobs[:, :-1, :].gather(-1, target.expand(len(batch), -1)[..., None])
                     scores[batch, label] = picked.squeeze(-1).sum(-1).cpu()
+                self.counters["prefill_tokens"] += input_ids.numel()
+                self.counters["prefill_pad_tokens"] += input_ids.numel() - int(mask.sum())
+        self.counters["prefill_seconds"] += time.monotonic() - started
         return torch.softmax(scores, dim=-1)[:, 1].tolist()
 
     def _left_pad(self, rows: list[list[int]]):

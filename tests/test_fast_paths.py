@@ -1,0 +1,123 @@
+"""The engine's speed-ups (packed prefill, growing KV buffers, shared scoring) give the texts and
+probabilities of the engine without them (``HFEngine(fast=False)``), float32, greedy and seeded."""
+
+import itertools
+
+import pytest
+
+from w2s_eda.generation import GenerationSettings, HFEngine, pack_buckets, render_chat
+
+pytestmark = pytest.mark.slow
+
+# Items of very different lengths, so a batch's rows need very different padding; two debaters
+# per item, so prefix sharing and packing run together.
+ITEMS = [
+    "Cats sleep.",
+    "Ann knows that the cat sleeps on the warm mat every afternoon.",
+    "Bob suspects that his neighbour's dog barks at night because it hears foxes in the garden, "
+    "although nobody has ever seen a fox there, and the dog is old and half deaf, and the "
+    "garden is walled on every side.",
+    "Water boils at one hundred degrees.",
+    "Paris is the capital of France; it has many museums and old bridges over the river Seine.",
+]
+
+
+@pytest.fixture(scope="module")
+def engines(strong_engine):
+    model, tokenizer = strong_engine.model, strong_engine.tokenizer
+    return HFEngine(model, tokenizer), HFEngine(model, tokenizer, fast=False)
+
+
+@pytest.fixture(scope="module")
+def prompts(strong_engine):
+    tokenizer = strong_engine.tokenizer
+    explain = [render_chat(tokenizer, f"{item}\nExplain in one sentence whether it is true.")
+               for item in ITEMS]
+    debate = [render_chat(tokenizer, f"{item}\nArgue that the answer is \"{side}\".")
+              for item in ITEMS for side in ("yes", "no")]
+    return explain + debate
+
+
+def test_the_fast_engine_packs_and_grows(engines):
+    fast, old = engines
+    assert fast.pack_prefill and fast.grow_cache and fast.share_scoring
+    assert not (old.pack_prefill or old.grow_cache or old.share_scoring)
+
+
+@pytest.mark.parametrize("batch_size,share", [(16, True), (16, False), (3, True)])
+def test_greedy_texts_equal_the_old_path_with_less_padding(engines, prompts, batch_size, share):
+    fast, old = engines
+    settings = GenerationSettings(max_new_tokens=16, batch_size=batch_size, share_prefixes=share)
+    counts = []
+    outputs = []
+    for engine in (fast, old):
+        engine.reset_counters()
+        outputs.append(engine.generate(prompts, settings))
+        counts.append(dict(engine.counters))
+    assert [(c.text, c.n_new_tokens) for c in outputs[0]] == [
+        (c.text, c.n_new_tokens) for c in outputs[1]]
+    assert counts[0]["decode_tokens"] == counts[1]["decode_tokens"]
+    # never more prefill tokens; at 16 rows a batch, rows of very different lengths share a
+    # batch and run in buckets: less padding (at 3, batches of similar lengths have none to cut)
+    assert counts[0]["prefill_pad_tokens"] <= counts[1]["prefill_pad_tokens"]
+    assert counts[0]["prefill_tokens"] <= counts[1]["prefill_tokens"]
+    if batch_size == 16:
+        assert counts[0]["prefill_pad_tokens"] < counts[1]["prefill_pad_tokens"]
+
+
+def test_seeded_sampling_and_stop_strings_equal_the_old_path(engines, prompts):
+    fast, old = engines
+    seeds = [7 + i for i in range(len(prompts))]
+    settings = GenerationSettings(max_new_tokens=16, batch_size=16, do_sample=True,
+                                  temperature=1.0, top_p=0.9, stop_strings=(".",))
+    assert ([c.text for c in fast.generate(prompts, settings, seeds)]
+            == [c.text for c in old.generate(prompts, settings, seeds)])
+
+
+def test_label_probabilities_equal_the_old_path(engines, prompts):
+    fast, old = engines
+    for words in (("yes", "no"), ("True", "False")):
+        for batch_size in (0, 4):
+            new = fast.label_probabilities(prompts, words, batch_size=batch_size)
+            before = old.label_probabilities(prompts, words, batch_size=batch_size)
+            assert max(abs(a - b) for a, b in zip(new, before)) < 1e-5
+            assert len({round(p, 3) for p in new}) > 1  # the prompts are told apart
+
+
+def test_pack_buckets_is_the_cheapest_cut():
+    lengths = [5, 40, 7, 41, 90, 6, 88]
+
+    def cost(buckets, pass_tokens):
+        return sum(pass_tokens + len(b) * max(lengths[i] for i in b) for b in buckets)
+
+    for pass_tokens in (0, 10, 32, 1000):
+        buckets = pack_buckets(lengths, pass_tokens)
+        assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+        assert all(b == sorted(b) for b in buckets)
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        cuts = [cost([order[a:b] for a, b in zip((0, *ends), (*ends, len(order)))], pass_tokens)
+                for k in range(len(order)) for ends in itertools.combinations(range(1, 7), k)]
+        assert cost(buckets, pass_tokens) == min(cuts)
+    assert len(pack_buckets(lengths, 1000)) == 1  # a pass dearer than all padding: one pass
+    assert len(pack_buckets(lengths, 10)) == 3  # short, middle, long rows
+
+
+def test_growing_layer_appends_as_a_dynamic_layer_does_even_past_its_room():
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    from w2s_eda.generation import growing_layer_class
+
+    torch.manual_seed(0)
+    keys, values = torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 4)
+    grown, plain = growing_layer_class()(keys, values, headroom=2), DynamicLayer()
+    plain.update(keys, values)
+    for step in range(4):  # two steps fit the room, two more grow it
+        new = torch.randn(3, 2, 1, 4), torch.randn(3, 2, 1, 4)
+        for got, want in zip(grown.update(*new), plain.update(*new)):
+            assert torch.equal(got, want)
+        assert grown.get_seq_length() == plain.get_seq_length() == 6 + step
+    rows = torch.tensor([2, 0])
+    grown.batch_select_indices(rows)
+    plain.batch_select_indices(rows)
+    assert torch.equal(grown.keys, plain.keys) and torch.equal(grown.values, plain.values)
