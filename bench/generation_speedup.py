@@ -11,6 +11,7 @@ it prints the seconds, items per minute, new tokens/s and the ratio, then the te
     python bench/generation_speedup.py                    # config/config.yaml's EDA cell
     python bench/generation_speedup.py --profile          # also torch.profiler tables, both paths
     python bench/generation_speedup.py --limit 16         # the first 16 items: a smoke run
+    python bench/generation_speedup.py --ablate           # also the new engine less each speed-up
 
 The splits and the prepared strong model come from the workflow itself (``snakemake`` on their
 targets), so a fresh clone can run it. Writes bench/records/generation_speedup.json (and, with
@@ -43,6 +44,7 @@ from w2s_eda.models import load_prepared  # noqa: E402
 from w2s_eda.study import Study, path, validate_config  # noqa: E402
 
 SPLITS = ("weak_train", "w2s_train", "test")
+ABLATIONS = ("pack_prefill", "grow_cache", "share_scoring")
 
 
 def eda_cell(study: Study) -> tuple[str, object]:
@@ -136,6 +138,12 @@ def run_stages(engine, study: Study, cell, splits: dict, manifest: str, model_di
     return stages
 
 
+def texts_differing(a: dict, b: dict) -> int:
+    """How many generated texts (explanations, debate turns) of run ``b`` differ from ``a``'s."""
+    return sum(x != y for stage in a if "texts" in a[stage]
+               for x, y in zip(a[stage]["texts"], b[stage]["texts"], strict=True))
+
+
 def profile(engine, prompts: list[str], settings) -> str:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -152,6 +160,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--profile", action="store_true",
                         help="also profile one explain chunk on each path (torch.profiler)")
+    parser.add_argument("--ablate", action="store_true",
+                        help="also run the new engine with each speed-up off, one at a time")
     parser.add_argument("--json", default=str(REPO / "bench/records/generation_speedup.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -164,23 +174,28 @@ def main() -> None:
     model_manifest = REPO / study.model_manifest(cell.strong)
     targets = [target for target in (manifest, str(model_manifest)) if not Path(target).exists()]
     if targets:  # the workflow prepares them, as `make run` would
-        subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile",
-                        args.config, "--quiet", *(os.path.relpath(t, REPO) for t in targets)],
+        # the targets first: --quiet takes optional values and would read them as its own
+        relative = [os.path.relpath(target, REPO) for target in targets]
+        subprocess.run([sys.executable, "-m", "snakemake", *relative, "--cores", "1",
+                        "--configfile", args.config, "--quiet"],
                        cwd=REPO, check=True)
     model_dir = str(model_manifest.parent)
     loaded = load_prepared(model_dir, device="cpu", dtype="float32")
     engines = {"old": HFEngine(loaded.model, loaded.tokenizer, fast=False),
                "new": HFEngine(loaded.model, loaded.tokenizer)}
+    if args.ablate:
+        for flag in ABLATIONS:
+            engines[f"new, {flag} off"] = HFEngine(loaded.model, loaded.tokenizer, **{flag: False})
     results, profiles = {}, []
     with tempfile.TemporaryDirectory() as scratch:
         splits = limited(splits, args.limit, Path(scratch))
         warm = strong_signals.read_items(splits).text[:4].tolist()
         for name, engine in engines.items():
             engine.generate(warm, strong_signals.GenerationSettings(max_new_tokens=2))  # warm-up
-            folder = Path(scratch) / name
+            folder = Path(scratch) / name.replace(", ", "_").replace(" ", "_")
             folder.mkdir()
             results[name] = run_stages(engine, study, cell, splits, manifest, model_dir, folder)
-            if args.profile:
+            if args.profile and name in ("old", "new"):
                 frame = pd.read_parquet(folder / "explanations.parquet")
                 settings = strong_signals.settings_for(config["generation"], cell.seed,
                                                        config["explain"]["max_new_tokens"])
@@ -189,11 +204,9 @@ def main() -> None:
                 profiles.append(f"{name} engine, one explain chunk:\n{table}")
 
     old, new = results["old"], results["new"]
-    rows, differ, worst = [], 0, 0.0
+    rows, differ, worst = [], texts_differing(old, new), 0.0
     for stage in old:
         a, b = old[stage], new[stage]
-        if "texts" in a:
-            differ += sum(x != y for x, y in zip(a["texts"], b["texts"]))
         if "p_label1" in a:
             worst = max([worst] + [abs(x - y) for x, y in zip(a["p_label1"], b["p_label1"])])
         rows.append({"stage": stage, "items": a["items"],
@@ -209,9 +222,11 @@ def main() -> None:
                      "old_prefill_decode_s": [a["prefill_seconds"], a["decode_seconds"]],
                      "new_prefill_decode_s": [b["prefill_seconds"], b["decode_seconds"]],
                      "ratio": a["seconds"] / b["seconds"]})
-    drift = {round_number: (old["side drift"]["drift"]["rounds"][round_number].get("side_drift_rate"),
-                            new["side drift"]["drift"]["rounds"][round_number].get("side_drift_rate"))
-             for round_number in old.get("side drift", {}).get("drift", {}).get("rounds", {})}
+    rounds = {name: results[name].get("side drift", {}).get("drift", {}).get("rounds", {})
+              for name in results}
+    drift = {number: (rounds["old"][number].get("side_drift_rate"),
+                      rounds["new"][number].get("side_drift_rate"))
+             for number in rounds["old"]}
     total_old = sum(row["old_s"] for row in rows)
     total_new = sum(row["new_s"] for row in rows)
     ratio = total_old / total_new
@@ -226,6 +241,12 @@ def main() -> None:
         "texts_compared": sum(len(old[s].get("texts", [])) for s in old),
         "texts_differing": differ, "zero_shot_max_abs_diff": worst,
         "side_drift_rate_old_new": drift,
+        "ablations": {name: {"texts_differing_from_old": texts_differing(old, results[name]),
+                             **{stage: {"seconds": run["seconds"],
+                                        "prefill_decode_s": [run["prefill_seconds"],
+                                                             run["decode_seconds"]]}
+                                for stage, run in results[name].items()}}
+                      for name in results if name not in ("old", "new")},
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
@@ -246,6 +267,19 @@ def main() -> None:
     print(f"{'all stages':16} {n_items:5d} {total_old:7.1f} {total_new:7.1f} "
           f"{record['total']['old_items_per_min']:10.1f} "
           f"{record['total']['new_items_per_min']:10.1f}")
+    if record["ablations"]:
+        names = ["old", "new", *record["ablations"]]
+        print("seconds per stage, each speed-up off in turn (same process, same texts checked "
+              "only old vs new):")
+        print(f"{'stage':16} " + " ".join(f"{name:>24}" for name in names))
+        for stage in old:
+            print(f"{stage:16} " + " ".join(f"{results[name][stage]['seconds']:24.1f}"
+                                            for name in names))
+        print(f"{'all stages':16} " + " ".join(
+            f"{sum(run['seconds'] for run in results[name].values()):24.1f}" for name in names))
+        print(f"{'texts differing':16} {'-':>24} {differ:24d} " + " ".join(
+            f"{ablation['texts_differing_from_old']:24d}"
+            for ablation in record["ablations"].values()))
     print(f"greedy texts compared: {record['texts_compared']} (explanations and debate turns); "
           f"zero-shot P(label 1) largest change: {worst:.2e}; side-drift rate old/new: {drift}")
     print(f"figures written to {os.path.relpath(args.json, REPO)}")
