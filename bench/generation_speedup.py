@@ -1,16 +1,19 @@
 """The default study's generation, old engine against new, side by side in one process.
 
 Runs the study's own generation stages (``w2s_eda.strong_signals``: explain, zero-shot, every
-debate round, the side-drift scoring of the debate stage) on the EDA cell of a config, once with
+debate round, the side-drift scoring of the debate stage) on the EDA cell of a config with
 ``HFEngine(fast=False)`` (the engine before packed prefill, growing KV buffers and shared scoring)
-and once with ``HFEngine()`` (the default), on the same loaded model, float32, greedy. Each stage
-writes into its own scratch folder, so nothing is reused between the two paths. For each stage
-it prints the seconds, items per minute, new tokens/s and the ratio, then the texts that differ
-(explanations and every debate turn) and the largest change of a zero-shot or drift probability.
+and with ``HFEngine()`` (the default), on the same loaded model, float32, greedy: ``--repeats``
+runs of each (2 by default), alternating which goes first (old, new, new, old, ...), since a run
+later in the process was seen to be faster. Each run writes into its own scratch folder, so
+nothing is reused between runs. For each stage it prints the median seconds, items per minute,
+new tokens/s and the ratio, then the texts that differ (explanations and every debate turn,
+every new run against the first old run) and the largest change of a zero-shot or drift
+probability.
 
     python bench/generation_speedup.py                    # config/config.yaml's EDA cell
     python bench/generation_speedup.py --profile          # also torch.profiler tables, both paths
-    python bench/generation_speedup.py --limit 16         # the first 16 items: a smoke run
+    python bench/generation_speedup.py --limit 16 --repeats 1   # the first 16 items: a smoke run
     python bench/generation_speedup.py --ablate           # also the new engine less each speed-up
 
 The splits and the prepared strong model come from the workflow itself (``snakemake`` on their
@@ -31,6 +34,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -138,6 +142,16 @@ def run_stages(engine, study: Study, cell, splits: dict, manifest: str, model_di
     return stages
 
 
+def median_run(runs: list[dict]) -> dict:
+    """One run's stages from several repeats of it: the median of each stage's seconds and phase
+    seconds, everything else (tokens, texts) from the first repeat."""
+    timed = ("seconds", "prefill_seconds", "decode_seconds")
+    return {stage: {**first, **{key: float(np.median([run[stage][key] for run in runs]))
+                                for key in timed},
+                    "repeat_seconds": [run[stage]["seconds"] for run in runs]}
+            for stage, first in runs[0].items()}
+
+
 def texts_differing(a: dict, b: dict) -> int:
     """How many generated texts (explanations, debate turns) of run ``b`` differ from ``a``'s."""
     return sum(x != y for stage in a if "texts" in a[stage]
@@ -162,6 +176,8 @@ def main() -> None:
                         help="also profile one explain chunk on each path (torch.profiler)")
     parser.add_argument("--ablate", action="store_true",
                         help="also run the new engine with each speed-up off, one at a time")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="runs of each path, old and new alternating first (default 2)")
     parser.add_argument("--json", default=str(REPO / "bench/records/generation_speedup.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -186,16 +202,25 @@ def main() -> None:
     if args.ablate:
         for flag in ABLATIONS:
             engines[f"new, {flag} off"] = HFEngine(loaded.model, loaded.tokenizer, **{flag: False})
-    results, profiles = {}, []
+    profiles = []
     with tempfile.TemporaryDirectory() as scratch:
         splits = limited(splits, args.limit, Path(scratch))
         warm = strong_signals.read_items(splits).text[:4].tolist()
-        for name, engine in engines.items():
+        # old and new alternate (old first, then new first, ...), so that neither gains from
+        # running later in the process; the ablations run once each, after them
+        order = [pair for repeat in range(args.repeats)
+                 for pair in ((("old", repeat), ("new", repeat)) if repeat % 2 == 0
+                              else (("new", repeat), ("old", repeat)))]
+        order += [(name, 0) for name in engines if name not in ("old", "new")]
+        runs: dict[str, list[dict]] = {}
+        for name, repeat in order:
+            engine = engines[name]
             engine.generate(warm, strong_signals.GenerationSettings(max_new_tokens=2))  # warm-up
-            folder = Path(scratch) / name.replace(", ", "_").replace(" ", "_")
+            folder = Path(scratch) / f"{name.replace(', ', '_').replace(' ', '_')}_{repeat}"
             folder.mkdir()
-            results[name] = run_stages(engine, study, cell, splits, manifest, model_dir, folder)
-            if args.profile and name in ("old", "new"):
+            runs.setdefault(name, []).append(
+                run_stages(engine, study, cell, splits, manifest, model_dir, folder))
+            if args.profile and name in ("old", "new") and repeat == 0:
                 frame = pd.read_parquet(folder / "explanations.parquet")
                 settings = strong_signals.settings_for(config["generation"], cell.seed,
                                                        config["explain"]["max_new_tokens"])
@@ -203,8 +228,12 @@ def main() -> None:
                                 settings)
                 profiles.append(f"{name} engine, one explain chunk:\n{table}")
 
+    results = {name: median_run(made) for name, made in runs.items()}
     old, new = results["old"], results["new"]
-    rows, differ, worst = [], texts_differing(old, new), 0.0
+    # every new run against the first old run, and the old runs against each other
+    differ = sum(texts_differing(runs["old"][0], run) for run in runs["new"])
+    old_repeats_differ = sum(texts_differing(runs["old"][0], run) for run in runs["old"][1:])
+    rows, worst = [], 0.0
     for stage in old:
         a, b = old[stage], new[stage]
         if "p_label1" in a:
@@ -234,12 +263,14 @@ def main() -> None:
     record = {
         "config": os.path.relpath(args.config, REPO), "dataset": dataset, "seed": cell.seed,
         "strong": cell.strong, "dtype": "float32", "threads": args.threads,
-        "limit": args.limit, "torch": torch.__version__, "stages": rows,
+        "limit": args.limit, "torch": torch.__version__, "repeats": args.repeats,
+        "order": [f"{name} {repeat + 1}" for name, repeat in order], "stages": rows,
         "total": {"old_s": total_old, "new_s": total_new, "ratio": ratio,
                   "old_items_per_min": 60 * n_items / total_old,
                   "new_items_per_min": 60 * n_items / total_new},
-        "texts_compared": sum(len(old[s].get("texts", [])) for s in old),
-        "texts_differing": differ, "zero_shot_max_abs_diff": worst,
+        "texts_compared": args.repeats * sum(len(old[s].get("texts", [])) for s in old),
+        "texts_differing": differ, "old_repeats_texts_differing": old_repeats_differ,
+        "zero_shot_max_abs_diff": worst,
         "side_drift_rate_old_new": drift,
         "ablations": {name: {"texts_differing_from_old": texts_differing(old, results[name]),
                              **{stage: {"seconds": run["seconds"],
@@ -280,7 +311,14 @@ def main() -> None:
         print(f"{'texts differing':16} {'-':>24} {differ:24d} " + " ".join(
             f"{ablation['texts_differing_from_old']:24d}"
             for ablation in record["ablations"].values()))
-    print(f"greedy texts compared: {record['texts_compared']} (explanations and debate turns); "
+    print(f"seconds are medians over {args.repeats} runs of each path, in the order "
+          + ", ".join(record["order"]) + "; per run: "
+          + "; ".join(f"{name} " + " / ".join(
+              f"{sum(stage['repeat_seconds'][k] for stage in results[name].values()):.1f}"
+              for k in range(len(runs[name]))) for name in ("old", "new")) + " s")
+    print(f"greedy texts compared: {record['texts_compared']} (explanations and debate turns, "
+          f"every new run against the first old run; old runs among themselves: "
+          f"{old_repeats_differ} differ); "
           f"zero-shot P(label 1) largest change: {worst:.2e}; side-drift rate old/new: {drift}")
     print(f"figures written to {os.path.relpath(args.json, REPO)}")
     print(f"float32 generation speed-up: {ratio:.2f}x (texts differing: {differ})")
