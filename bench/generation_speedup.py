@@ -180,6 +180,8 @@ def main() -> None:
                         help="runs of each path, old and new alternating first (default 2)")
     parser.add_argument("--json", default=str(REPO / "bench/records/generation_speedup.json"))
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     torch.set_num_threads(args.threads)
 
     config = validate_config(yaml.safe_load(Path(args.config).read_text()))
