@@ -4,11 +4,11 @@ Reads the side-by-side record of ``bench/generation_speedup.py`` (per stage: sec
 tokens and padding, prefill and decode seconds of the old and the new engine) and adds two
 measurements on the same prepared strong model, float32:
 
-1. **The raw model's speed at the engine's shapes.** One forward pass of 64 rows of each stage's
-   mean prompt length (prefill), then decoding steps of 64 rows against that cache, the model
-   called directly with no engine around it (the median of three runs). The engine's own rates
-   from the record are printed beside them: an engine at the raw model's rate has no overhead
-   left to remove.
+1. **The raw model's speed at the engine's shapes.** One forward pass of 128 rows (the engine's
+   CPU batch) of each stage's mean prompt length (prefill), then decoding steps of those rows
+   against that cache, the model called directly with no engine around it (the median of three
+   runs). The engine's own rates from the record are printed beside them: an engine at the raw
+   model's rate has no overhead left to remove.
 2. **The prefill shared across stages.** Every stage's prompt starts with the item (the templates
    of explain, zero-shot, both debate turns and side drift all open with ``{item}``), so each item's
    prefix is prefilled again in every stage. From the study's own rendered prompts it counts, per
@@ -45,13 +45,13 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from generation_speedup import SPLITS, eda_cell  # noqa: E402
 from w2s_eda import strong_signals  # noqa: E402
-from w2s_eda.generation import _common_prefix, encode_prompts, render_chat  # noqa: E402
+from w2s_eda.generation import CPU_ROWS, _common_prefix, encode_prompts, render_chat  # noqa: E402
 from w2s_eda.io import read_json  # noqa: E402
 from w2s_eda.models import load_prepared  # noqa: E402
 from w2s_eda.prompts import item_fields  # noqa: E402
 from w2s_eda.study import Study, path, validate_config  # noqa: E402
 
-ROWS = 64  # auto_batch_size on the CPU
+ROWS = CPU_ROWS  # the engine's rows per batch on the CPU (auto_batch_size)
 
 
 def stage_prompts(config: dict, fields: dict, names) -> dict[str, str]:

@@ -2,14 +2,14 @@
 
 Runs the study's own generation stages (``w2s_eda.strong_signals``: explain, zero-shot, every
 debate round, the side-drift scoring of the debate stage) on the EDA cell of a config with
-``HFEngine(fast=False)`` (the engine before packed prefill, growing KV buffers and shared scoring)
-and with ``HFEngine()`` (the default), on the same loaded model, float32, greedy: ``--repeats``
-runs of each (2 by default), alternating which goes first (old, new, new, old, ...), since a run
-later in the process was seen to be faster. Each run writes into its own scratch folder, so
-nothing is reused between runs. For each stage it prints the median seconds, items per minute,
-new tokens/s and the ratio, then the texts that differ (explanations and every debate turn,
-every new run against the first old run) and the largest change of a zero-shot or drift
-probability.
+``HFEngine(fast=False)`` (the engine before packed prefill, growing KV buffers, shared scoring,
+128-row CPU batches and grouped-query masked attention) and with ``HFEngine()`` (the default), on
+the same loaded model, float32, greedy: ``--repeats`` runs of each (2 by default), alternating
+which goes first (old, new, new, old, ...), since a run later in the process was seen to be
+faster. Each run writes into its own scratch folder, so nothing is reused between runs. For each
+stage it prints the median seconds, items per minute, new tokens/s and the ratio, then the texts
+that differ (explanations and every debate turn, every new run against the first old run) and the
+largest change of a zero-shot or drift probability.
 
     python bench/generation_speedup.py                    # config/config.yaml's EDA cell
     python bench/generation_speedup.py --profile          # also torch.profiler tables, both paths
@@ -48,7 +48,7 @@ from w2s_eda.models import load_prepared  # noqa: E402
 from w2s_eda.study import Study, path, validate_config  # noqa: E402
 
 SPLITS = ("weak_train", "w2s_train", "test")
-ABLATIONS = ("pack_prefill", "grow_cache", "share_scoring")
+ABLATIONS = ("pack_prefill", "grow_cache", "share_scoring", "wide_batches", "masked_gqa")
 
 
 def eda_cell(study: Study) -> tuple[str, object]:

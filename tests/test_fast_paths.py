@@ -1,11 +1,20 @@
-"""The engine's speed-ups (packed prefill, growing KV buffers, shared scoring) give the texts and
-probabilities of the engine without them (``HFEngine(fast=False)``), float32, greedy and seeded."""
+"""The engine's speed-ups (packed prefill, growing KV buffers, shared scoring, 128-row CPU
+batches) give the texts and probabilities of the engine without them (``HFEngine(fast=False)``),
+float32, greedy and seeded."""
 
 import itertools
 
 import pytest
+import torch
 
-from w2s_eda.generation import GenerationSettings, HFEngine, pack_buckets, render_chat
+from w2s_eda.generation import (
+    CPU_ROWS,
+    CPU_ROWS_BEFORE,
+    GenerationSettings,
+    HFEngine,
+    pack_buckets,
+    render_chat,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +49,39 @@ def prompts(strong_engine):
 
 def test_the_fast_engine_packs_and_grows(engines):
     fast, old = engines
-    assert fast.pack_prefill and fast.grow_cache and fast.share_scoring
-    assert not (old.pack_prefill or old.grow_cache or old.share_scoring)
+    assert fast.pack_prefill and fast.grow_cache and fast.share_scoring and fast.wide_batches
+    assert fast.masked_gqa
+    assert not (old.pack_prefill or old.grow_cache or old.share_scoring or old.wide_batches
+                or old.masked_gqa)
+
+
+def test_masked_gqa_prefill_is_bit_identical(engines, strong_engine, prompts):
+    """SmolLM2 has 9 query heads on 3 key/value heads: a shared prefill (masked, over a prefix
+    cache) attends with the grouped heads, and gives exactly the logits of sdpa's copied heads."""
+    fast, _ = engines
+    config = strong_engine.model.config
+    assert config.num_key_value_heads < config.num_attention_heads
+    plain = HFEngine(strong_engine.model, strong_engine.tokenizer, masked_gqa=False)
+    settings = GenerationSettings(max_new_tokens=1, batch_size=16)
+    grouped = fast.prefill_logits(prompts, settings)
+    assert torch.equal(grouped, plain.prefill_logits(prompts, settings))
+    assert grouped.shape[0] == len(prompts)
+
+
+def test_wide_batches_decode_the_same_texts_in_fewer_batches(engines, strong_engine):
+    """More prompts than the old 64 rows: the old engine runs three batches, the new two, and
+    every greedy text is the same (the batch size left to the engine, as the study leaves it)."""
+    fast, old = engines
+    prompts = [render_chat(strong_engine.tokenizer,
+                           f"Claim {i}: {ITEMS[i % len(ITEMS)]}\nIs it true? Answer in a word.")
+               for i in range(CPU_ROWS + 2)]
+    settings = GenerationSettings(max_new_tokens=4)
+    encoded = fast.encode(prompts)
+    assert len(fast._plan(encoded, settings)) == 2
+    assert len(old._plan(encoded, settings)) == 3
+    assert (fast.cpu_rows, old.cpu_rows) == (CPU_ROWS, CPU_ROWS_BEFORE)
+    assert ([(c.text, c.n_new_tokens) for c in fast.generate(prompts, settings)]
+            == [(c.text, c.n_new_tokens) for c in old.generate(prompts, settings)])
 
 
 @pytest.mark.parametrize("share", [True, False])

@@ -24,6 +24,8 @@ same output as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
 import json
@@ -120,16 +122,23 @@ def _eos_ids(model, tokenizer) -> list[int]:
     return sorted(ids)
 
 
-def auto_batch_size(model, device, longest: int, max_new_tokens: int) -> int:
-    """Rows per batch: 64 on the CPU; on CUDA, as many as let the KV cache of the longest sequence
-    fill about half of the free memory.
+# Rows per batch on the CPU: 128 by default (``HFEngine(wide_batches=True)``), 64 before.
+CPU_ROWS, CPU_ROWS_BEFORE = 128, 64
 
-    On the CPU, the default study's explain and debate jobs (float32, 2 cores, prefix sharing on)
+
+def auto_batch_size(model, device, longest: int, max_new_tokens: int,
+                    cpu_rows: int = CPU_ROWS) -> int:
+    """Rows per batch: ``cpu_rows`` on the CPU; on CUDA, as many as let the KV cache of the
+    longest sequence fill about half of the free memory.
+
+    On the CPU a decode step reads every weight whatever the rows, so more rows a step cost less
+    each. The default study's explain and debate jobs (float32, 2 cores, prefix sharing on)
     decoded 23-31 % faster at 64 rows than at 32, for 10-29 % more prefill tokens (padding):
-    7 % less generation time in all, the same texts (docs/performance.md). Before prefix sharing,
-    padding made 64 slower than 32."""
+    7 % less generation time in all, the same texts. At 128 rows the default study's stages
+    decoded in 36.8 s against 46.5 s at 64, the prefill unchanged (105.5 s against 105.3 s), the
+    same texts (bench/records/generation_speedup_128rows.json, single runs of each)."""
     if device.type != "cuda":
-        return 64
+        return cpu_rows
     import torch
 
     config = model.config
@@ -283,6 +292,44 @@ def pack_buckets(lengths: Sequence[int], pass_tokens: int) -> list[list[int]]:
     return buckets[::-1]
 
 
+# On when the engine that makes the call has ``masked_gqa`` on (``HFEngine``): see
+# ``masked_gqa_attention``.
+_MASKED_GQA = contextvars.ContextVar("w2s_masked_gqa", default=False)
+MASKED_GQA_ATTENTION = "w2s_sdpa_masked_gqa"
+
+
+@functools.cache
+def masked_gqa_attention() -> str:
+    """Register, once, an attention implementation that is transformers' ``sdpa`` except where a
+    grouped-query layer runs a masked prefill on the CPU while ``_MASKED_GQA`` is on: there it
+    calls ``scaled_dot_product_attention(..., enable_gqa=True)`` on the cache's key/value heads,
+    where ``sdpa`` first copies every key and value head once per query head (``repeat_kv``; it
+    keeps grouped heads only for unmasked or one-token calls). The outputs are bit-identical
+    (``tests/test_fast_paths.py``); a prefill over a prefix cache, as shared prefixes run it,
+    spends far less time copying. Returns the implementation's name; the masks are ``sdpa``'s."""
+    import torch
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
+                  is_causal=None, **kwargs):
+        plain = (not _MASKED_GQA.get() or attention_mask is None or query.shape[2] == 1
+                 or query.device.type != "cpu" or key.shape[1] == query.shape[1] or dropout
+                 or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None
+                 or kwargs.get("output_attentions", False))
+        if plain:
+            return sdpa_attention_forward(module, query, key, value, attention_mask, dropout,
+                                          scaling, is_causal, **kwargs)
+        output = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, scale=scaling, enable_gqa=True)
+        return output.transpose(1, 2).contiguous(), None
+
+    AttentionInterface.register(MASKED_GQA_ATTENTION, attention)
+    AttentionMaskInterface.register(MASKED_GQA_ATTENTION, sdpa_mask)
+    return MASKED_GQA_ATTENTION
+
+
 @functools.cache
 def growing_layer_class():
     """A full-attention cache layer whose keys and values live in buffers with room for the tokens
@@ -337,21 +384,27 @@ class HFEngine:
     padding, the rows x steps of decoding, and the seconds of each phase; ``reset_counters()``
     zeroes them.
 
-    Three speed-ups, each on by default and each switched off by its flag (``fast=False``: all
-    three off, the engine as it was before them; ``bench/generation_speedup.py`` runs both):
+    Five speed-ups, each on by default and each switched off by its flag (``fast=False``: all
+    five off, the engine as it was before them; ``bench/generation_speedup.py`` runs both):
     - ``pack_prefill``: each prefill level runs in length buckets (``pack_buckets``) instead of
       one pass left-padded to its longest row; the buckets' caches are then joined, padded in the
       middle as prefix sharing already pads them;
     - ``grow_cache``: decoding writes each step's keys and values into buffers made at prefill
       with room for ``max_new_tokens`` (``growing_layer_class``), not by copying the cache;
     - ``share_scoring``: ``label_probabilities`` plans its prompts as ``generate`` does (shared
-      prefixes, packed levels) instead of one padded pass per batch.
+      prefixes, packed levels) instead of one padded pass per batch;
+    - ``wide_batches``: on the CPU, batches of ``CPU_ROWS`` (128) rows when the settings leave the
+      batch size to the engine, instead of 64 (see ``auto_batch_size``);
+    - ``masked_gqa``: a grouped-query model's masked prefill attends with the cache's own
+      key/value heads instead of copies of them, bit-identically (``masked_gqa_attention``); on
+      for a model loaded with ``sdpa`` attention.
     """
 
     name = "hf"
 
     def __init__(self, model, tokenizer, fast: bool = True, pack_prefill: bool | None = None,
-                 grow_cache: bool | None = None, share_scoring: bool | None = None):
+                 grow_cache: bool | None = None, share_scoring: bool | None = None,
+                 wide_batches: bool | None = None, masked_gqa: bool | None = None):
         from transformers import DynamicCache
         from transformers.cache_utils import DynamicLayer
 
@@ -370,6 +423,14 @@ class HFEngine:
         self.pack_prefill = pick(pack_prefill) and self.can_share
         self.grow_cache = pick(grow_cache) and self.can_share
         self.share_scoring = pick(share_scoring)
+        self.wide_batches = pick(wide_batches)
+        self.cpu_rows = CPU_ROWS if self.wide_batches else CPU_ROWS_BEFORE
+        implementation = getattr(model.config, "_attn_implementation", None)
+        self.masked_gqa = pick(masked_gqa) and implementation in ("sdpa", MASKED_GQA_ATTENTION)
+        if self.masked_gqa and implementation == "sdpa":
+            # plain sdpa for every call but this engine's (``_MASKED_GQA``): an engine without
+            # the flag on the same model computes as before
+            model.set_attn_implementation(masked_gqa_attention())
         self.pass_tokens = PACK_PASS_TOKENS.get(model.device.type, PACK_PASS_TOKENS["cuda"])
         self.counters: dict[str, float] = {}
         self.reset_counters()
@@ -380,10 +441,24 @@ class HFEngine:
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
         return encode_prompts(self.tokenizer, prompts)
 
+    @contextlib.contextmanager
+    def _attention(self):
+        """This engine's calls of the model, with ``masked_gqa`` as this engine has it."""
+        token = _MASKED_GQA.set(self.masked_gqa)
+        try:
+            yield
+        finally:
+            _MASKED_GQA.reset(token)
+
     def generate(self, prompts: Sequence[str], settings: GenerationSettings,
                  seeds: Sequence[int] | None = None) -> list[Completion]:
         if seeds is not None and len(seeds) != len(prompts):
             raise ValueError("one seed per prompt")
+        with self._attention():
+            return self._generate(prompts, settings, seeds)
+
+    def _generate(self, prompts: Sequence[str], settings: GenerationSettings,
+                  seeds: Sequence[int] | None) -> list[Completion]:
         encoded = self.encode(prompts)
         self.counters["prompt_tokens"] += sum(map(len, encoded))
         results: list[Completion | None] = [None] * len(prompts)
@@ -404,7 +479,7 @@ class HFEngine:
         encoded = self.encode(prompts)
         logits = [None] * len(prompts)
         for batch in self._plan(encoded, settings):
-            with torch.inference_mode():
+            with torch.inference_mode(), self._attention():
                 last, _, _, _ = self._prefill(encoded, batch, DynamicCache(config=self.model.config))
             for row, values in zip(batch.rows, last.float().cpu()):
                 logits[row] = values
@@ -416,6 +491,7 @@ class HFEngine:
             return []
         batch_size = settings.batch_size or auto_batch_size(
             self.model, self.model.device, max(map(len, encoded)), settings.max_new_tokens,
+            self.cpu_rows,
         )
         return plan_batches(encoded, batch_size, settings.share_prefixes and self.can_share)
 
@@ -565,6 +641,11 @@ class HFEngine:
         each word's whole token sequence is scored instead. The two scores are normalised against
         each other; nothing is parsed from generated text.
         """
+        with self._attention():
+            return self._label_probabilities(prompts, label_words, batch_size)
+
+    def _label_probabilities(self, prompts: Sequence[str], label_words: Sequence[str],
+                             batch_size: int) -> list[float]:
         import torch
         from transformers import DynamicCache
 
@@ -572,7 +653,8 @@ class HFEngine:
         encoded = self.encode(prompts)
         if not batch_size:
             longest = max((len(ids) for ids in encoded), default=0) + max(map(len, words))
-            batch_size = auto_batch_size(self.model, self.model.device, longest, 0)
+            batch_size = auto_batch_size(self.model, self.model.device, longest, 0,
+                                         self.cpu_rows)
         scores = torch.zeros((len(prompts), 2))
         self.counters["prompt_tokens"] += sum(map(len, encoded))
         started = time.monotonic()
