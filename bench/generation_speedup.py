@@ -48,8 +48,7 @@ from w2s_eda.models import load_prepared  # noqa: E402
 from w2s_eda.study import Study, path, validate_config  # noqa: E402
 
 SPLITS = ("weak_train", "w2s_train", "test")
-ABLATIONS = ("pack_prefill", "grow_cache", "share_scoring", "wide_batches", "masked_gqa",
-             "split_prefill")
+ABLATIONS = ("pack_prefill", "grow_cache", "share_scoring", "wide_batches", "masked_gqa")
 
 
 def eda_cell(study: Study) -> tuple[str, object]:

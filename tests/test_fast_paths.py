@@ -1,5 +1,5 @@
 """The engine's speed-ups (packed prefill, growing KV buffers, shared scoring, 128-row CPU
-batches, grouped-query masked attention, prefill in 64-row parts) give the texts and probabilities of the engine without them (``HFEngine(fast=False)``),
+batches) give the texts and probabilities of the engine without them (``HFEngine(fast=False)``),
 float32, greedy and seeded."""
 
 import itertools
@@ -13,9 +13,7 @@ from w2s_eda.generation import (
     GenerationSettings,
     HFEngine,
     pack_buckets,
-    plan_batches,
     render_chat,
-    split_batch,
 )
 
 pytestmark = pytest.mark.slow
@@ -52,9 +50,9 @@ def prompts(strong_engine):
 def test_the_fast_engine_packs_and_grows(engines):
     fast, old = engines
     assert fast.pack_prefill and fast.grow_cache and fast.share_scoring and fast.wide_batches
-    assert fast.masked_gqa and fast.split_prefill
+    assert fast.masked_gqa
     assert not (old.pack_prefill or old.grow_cache or old.share_scoring or old.wide_batches
-                or old.masked_gqa or old.split_prefill)
+                or old.masked_gqa)
 
 
 def test_masked_gqa_prefill_is_bit_identical(engines, strong_engine, prompts):
@@ -84,38 +82,6 @@ def test_wide_batches_decode_the_same_texts_in_fewer_batches(engines, strong_eng
     assert (fast.cpu_rows, old.cpu_rows) == (CPU_ROWS, CPU_ROWS_BEFORE)
     assert ([(c.text, c.n_new_tokens) for c in fast.generate(prompts, settings)]
             == [(c.text, c.n_new_tokens) for c in old.generate(prompts, settings)])
-
-
-def test_split_batch_keeps_groups_whole_and_in_order(engines, prompts):
-    fast, _ = engines
-    encoded = fast.encode(prompts)
-    (batch,) = plan_batches(encoded, len(prompts))
-    parts = split_batch(batch, 4)
-    assert len(parts) > 1
-    assert [row for part in parts for row in part.rows] == batch.rows
-    for part in parts:
-        assert len(part.rows) <= 4 or len(set(part.group)) == 1
-        assert part.group[0] == 0 and len(part.prefixes) == part.group[-1] + 1
-        assert part.shared == batch.shared
-    # a group's rows stay together, with the group's prefix
-    assert ([(encoded[row][:part.prefixes[g]]) for part in parts
-             for row, g in zip(part.rows, part.group)]
-            == [encoded[row][:batch.prefixes[g]] for row, g in zip(batch.rows, batch.group)])
-    assert split_batch(batch, len(prompts)) == [batch]
-
-
-def test_split_prefill_decodes_the_same_texts(engines, strong_engine, prompts, monkeypatch):
-    """A batch prefilled in parts (here of at most 4 rows) and decoded as one gives the texts of
-    the whole batch's prefill, and of the old engine."""
-    fast, old = engines
-    monkeypatch.setattr("w2s_eda.generation.CPU_PREFILL_ROWS", 4)
-    whole = HFEngine(strong_engine.model, strong_engine.tokenizer, split_prefill=False)
-    settings = GenerationSettings(max_new_tokens=12, batch_size=len(prompts))
-    (batch,) = fast._plan(fast.encode(prompts), settings)
-    assert len(split_batch(batch, 4)) > 1
-    texts = [[(c.text, c.n_new_tokens) for c in engine.generate(prompts, settings)]
-             for engine in (fast, whole, old)]
-    assert texts[0] == texts[1] == texts[2]
 
 
 @pytest.mark.parametrize("share", [True, False])

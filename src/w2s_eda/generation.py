@@ -124,11 +124,6 @@ def _eos_ids(model, tokenizer) -> list[int]:
 
 # Rows per batch on the CPU: 128 by default (``HFEngine(wide_batches=True)``), 64 before.
 CPU_ROWS, CPU_ROWS_BEFORE = 128, 64
-# Rows per prefill on the CPU with ``split_prefill``: a 128-row batch prefills in parts of 64
-# rows, then decodes as one. The default study's second debate round prefilled in 31.8 s at 64
-# rows against 38.3 s at 128 (bench/records/generation_speedup.json, its wide_batches ablation):
-# a wider batch pads each row's cache to the longest item of more groups.
-CPU_PREFILL_ROWS = 64
 
 
 def auto_batch_size(model, device, longest: int, max_new_tokens: int,
@@ -203,25 +198,6 @@ class _Batch:
         """Tokens the prefill runs through the model, padding included."""
         return sum(len(segments) * max(map(len, segments))
                    for segments, _ in self.levels(encoded))
-
-
-def split_batch(batch: _Batch, rows: int) -> list[_Batch]:
-    """The batch cut, in its order, into parts of whole groups of at most ``rows`` rows (a
-    group wider than that is a part of its own), each sharing as the batch does."""
-    parts: list[list[int]] = [[]]  # groups of each part
-    sizes = [batch.group.count(g) for g in range(len(batch.prefixes))]
-    for g, size in enumerate(sizes):
-        if parts[-1] and sum(sizes[h] for h in parts[-1]) + size > rows:
-            parts.append([])
-        parts[-1].append(g)
-    out, start = [], 0
-    for groups in parts:
-        count = sum(sizes[g] for g in groups)
-        out.append(_Batch(batch.rows[start : start + count],
-                          [g - groups[0] for g in batch.group[start : start + count]],
-                          batch.prefixes[groups[0] : groups[-1] + 1], batch.shared))
-        start += count
-    return out
 
 
 def _common_prefix(rows: list[list[int]]) -> int:
@@ -408,8 +384,8 @@ class HFEngine:
     padding, the rows x steps of decoding, and the seconds of each phase; ``reset_counters()``
     zeroes them.
 
-    Six speed-ups, each on by default and each switched off by its flag (``fast=False``: all
-    six off, the engine as it was before them; ``bench/generation_speedup.py`` runs both):
+    Five speed-ups, each on by default and each switched off by its flag (``fast=False``: all
+    five off, the engine as it was before them; ``bench/generation_speedup.py`` runs both):
     - ``pack_prefill``: each prefill level runs in length buckets (``pack_buckets``) instead of
       one pass left-padded to its longest row; the buckets' caches are then joined, padded in the
       middle as prefix sharing already pads them;
@@ -421,17 +397,14 @@ class HFEngine:
       batch size to the engine, instead of 64 (see ``auto_batch_size``);
     - ``masked_gqa``: a grouped-query model's masked prefill attends with the cache's own
       key/value heads instead of copies of them, bit-identically (``masked_gqa_attention``); on
-      for a model loaded with ``sdpa`` attention;
-    - ``split_prefill``: on the CPU, a batch wider than ``CPU_PREFILL_ROWS`` (64) rows prefills in
-      parts of whole groups (``split_batch``), joined into one cache to decode all rows together.
+      for a model loaded with ``sdpa`` attention.
     """
 
     name = "hf"
 
     def __init__(self, model, tokenizer, fast: bool = True, pack_prefill: bool | None = None,
                  grow_cache: bool | None = None, share_scoring: bool | None = None,
-                 wide_batches: bool | None = None, masked_gqa: bool | None = None,
-                 split_prefill: bool | None = None):
+                 wide_batches: bool | None = None, masked_gqa: bool | None = None):
         from transformers import DynamicCache
         from transformers.cache_utils import DynamicLayer
 
@@ -452,7 +425,6 @@ class HFEngine:
         self.share_scoring = pick(share_scoring)
         self.wide_batches = pick(wide_batches)
         self.cpu_rows = CPU_ROWS if self.wide_batches else CPU_ROWS_BEFORE
-        self.split_prefill = pick(split_prefill)
         implementation = getattr(model.config, "_attn_implementation", None)
         self.masked_gqa = pick(masked_gqa) and implementation in ("sdpa", MASKED_GQA_ATTENTION)
         if self.masked_gqa and implementation == "sdpa":
@@ -540,27 +512,6 @@ class HFEngine:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return logits, mask, positions[:, -1:], cache
 
-    def _prefill_split(self, encoded: list[list[int]], batch: _Batch, cache):
-        """``_prefill``, but with ``split_prefill`` on the CPU a batch wider than
-        ``CPU_PREFILL_ROWS`` rows prefills in parts of whole groups of at most that many rows
-        (``split_batch``), whose caches are then joined for decoding all rows together."""
-        parts = [batch]
-        if self.split_prefill and self.model.device.type == "cpu":
-            parts = split_batch(batch, CPU_PREFILL_ROWS)
-        if len(parts) == 1:
-            return self._prefill(encoded, batch, cache)
-        from transformers import DynamicCache
-
-        done, start = [], 0
-        for part in parts:
-            logits, mask, _, part_cache = self._prefill(
-                encoded, part, DynamicCache(config=self.model.config))
-            done.append((list(range(start, start + len(part.rows))), logits, mask, part_cache))
-            start += len(part.rows)
-        logits, mask, cache = self._join(done, len(batch.rows))
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        return logits, mask, positions[:, -1:], cache
-
     def _prefill_pass(self, segments, expand, cache, mask):
         """One level in one left-padded pass, continuing rows ``expand`` of the level before (whose
         ``mask`` it extends); returns each row's last logits and the new mask."""
@@ -602,16 +553,6 @@ class HFEngine:
             logits, part_mask = self._prefill_pass([segments[row] for row in bucket], None, part,
                                                    part_mask)
             parts.append((bucket, logits, part_mask, part))
-        return self._join(parts, rows)
-
-    def _join(self, parts, rows: int):
-        """One cache of ``rows`` rows from ``parts`` of (their row indices, last logits, mask,
-        cache), right-aligned: each part's rows are padded on the left to the widest part, with
-        zero keys and values that the mask leaves out. Returns the logits, mask and cache."""
-        import torch
-        from transformers import DynamicCache
-
-        device = self.model.device
         width = max(part_mask.shape[1] for _, _, part_mask, _ in parts)
         joined_mask = torch.zeros((rows, width), dtype=torch.long, device=device)
         joined_logits = None
@@ -650,7 +591,7 @@ class HFEngine:
         new_tokens: list[list[int]] = [[] for _ in batch.rows]
         active = list(range(len(batch.rows)))  # batch row -> index into batch.rows
         with torch.inference_mode():
-            logits, mask, position, cache = self._prefill_split(encoded, batch, cache)
+            logits, mask, position, cache = self._prefill(encoded, batch, cache)
             if self.grow_cache:
                 grow = growing_layer_class()
                 cache.layers = [grow(layer.keys, layer.values, settings.max_new_tokens)
