@@ -17,7 +17,6 @@ run_stage(
         work_dir=snakemake.params.work_dir,
         output=snakemake.output.zero_shot,
         stats_path=snakemake.output.stats,
-        prefix_store=snakemake.input.get("prefix_store"),
     ),
     job=snakemake,
 )
