@@ -25,6 +25,7 @@ if config["wandb"]["mode"] == "online":
 
 include: "workflow/rules/prep.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/prefixes.smk"
 include: "workflow/rules/explain.smk"
 include: "workflow/rules/debate.smk"
 include: "workflow/rules/align.smk"

@@ -71,13 +71,16 @@ def limited(split_paths: dict, limit: int, folder: Path) -> dict:
 
 
 def run_stages(engine, study: Study, cell, splits: dict, manifest: str, model_dir: str,
-               folder: Path) -> dict:
+               folder: Path, reuse: bool = False) -> dict:
     """Every generation stage of the cell, timed; returns per stage the seconds, items, new
-    tokens, and what it produced (texts, probabilities)."""
+    tokens, and what it produced (texts, probabilities). With ``reuse``, as the workflow runs
+    them when ``generation.reuse_prefixes`` is on: the item_prefixes stage first, its store read
+    by every other stage."""
     config, seed = study.config, cell.seed
     generation = {**config["generation"], "dtype": "float32"}
     common = dict(split_paths=splits, dataset_manifest=manifest, model_dir=model_dir,
                   generation=generation, seed=seed, device="cpu")
+    store = str(folder / "prefix_store.safetensors") if reuse else None
     signals = study.cell_signals(cell.dataset)
     n_items = sum(len(pd.read_parquet(file)) for file in splits.values())
     stages: dict[str, dict] = {}
@@ -101,6 +104,13 @@ def run_stages(engine, study: Study, cell, splits: dict, manifest: str, model_di
         stages[name] = {"seconds": seconds, "items": n_units, **totals}
 
     with mock.patch.object(strong_signals, "make_engine", lambda *args, **kwargs: engine):
+        if store:
+            timed("item prefixes", lambda: strong_signals.item_prefixes(
+                split_paths=splits, dataset_manifest=manifest, model_dir=model_dir,
+                templates=study.prefix_templates(cell.dataset), generation=generation,
+                device="cpu", output=store), n_items)
+            stages["item prefixes"].update(new_tokens=0)
+            common["prefix_store"] = store
         if "explanations" in signals:
             explain = study.settings("explain")
             out = folder / "explanations.parquet"
@@ -137,8 +147,9 @@ def run_stages(engine, study: Study, cell, splits: dict, manifest: str, model_di
                 shard_paths=[previous], split_paths=splits, dataset_manifest=manifest,
                 model_dir=model_dir, debate=study.settings("debate"), generation=generation,
                 seed=seed, device="cpu", output=str(folder / "debates.parquet"),
-                stats_path=str(stats)), n_items)
+                stats_path=str(stats), prefix_store=store), n_items)
             stages["side drift"].update(new_tokens=0, drift=json.loads(stats.read_text()))
+    engine.use_prefix_store(None)
     return stages
 
 
@@ -150,6 +161,10 @@ def median_run(runs: list[dict]) -> dict:
                                 for key in timed},
                     "repeat_seconds": [run[stage]["seconds"] for run in runs]}
             for stage, first in runs[0].items()}
+
+
+def per_minute(items: int, seconds: float) -> float:
+    return 60 * items / seconds if seconds else 0.0
 
 
 def texts_differing(a: dict, b: dict) -> int:
@@ -201,9 +216,12 @@ def main() -> None:
     loaded = load_prepared(model_dir, device="cpu", dtype="float32")
     engines = {"old": HFEngine(loaded.model, loaded.tokenizer, fast=False),
                "new": HFEngine(loaded.model, loaded.tokenizer)}
+    reuse = study.uses_prefix_store(dataset)  # generation.reuse_prefixes, as the workflow runs
     if args.ablate:
         for flag in ABLATIONS:
             engines[f"new, {flag} off"] = HFEngine(loaded.model, loaded.tokenizer, **{flag: False})
+        if reuse:
+            engines["new, reuse_prefixes off"] = HFEngine(loaded.model, loaded.tokenizer)
     profiles = []
     with tempfile.TemporaryDirectory() as scratch:
         splits = limited(splits, args.limit, Path(scratch))
@@ -221,7 +239,8 @@ def main() -> None:
             folder = Path(scratch) / f"{name.replace(', ', '_').replace(' ', '_')}_{repeat}"
             folder.mkdir()
             runs.setdefault(name, []).append(
-                run_stages(engine, study, cell, splits, manifest, model_dir, folder))
+                run_stages(engine, study, cell, splits, manifest, model_dir, folder,
+                           reuse=reuse and name != "old" and "reuse_prefixes off" not in name))
             if args.profile and name in ("old", "new") and repeat == 0:
                 frame = pd.read_parquet(folder / "explanations.parquet")
                 settings = strong_signals.settings_for(config["generation"], cell.seed,
@@ -235,24 +254,33 @@ def main() -> None:
     # every new run against the first old run, and the old runs against each other
     differ = sum(texts_differing(runs["old"][0], run) for run in runs["new"])
     old_repeats_differ = sum(texts_differing(runs["old"][0], run) for run in runs["old"][1:])
+    # a stage only one path runs (item prefixes: the new one) counts 0 s on the other
+    names = list(dict.fromkeys(stage for name in ("new", *results) for stage in results[name]))
+    for run in results.values():
+        for stage in names:
+            run.setdefault(stage, {"seconds": 0.0, "items": new[names[-1]]["items"], "new_tokens": 0,
+                                   "prefill_tokens": 0, "prefill_pad_tokens": 0,
+                                   "prefill_seconds": 0.0, "decode_seconds": 0.0,
+                                   "repeat_seconds": [0.0] * args.repeats})
     rows, worst = [], 0.0
-    for stage in old:
+    for stage in names:
         a, b = old[stage], new[stage]
         if "p_label1" in a:
             worst = max([worst] + [abs(x - y) for x, y in zip(a["p_label1"], b["p_label1"])])
         rows.append({"stage": stage, "items": a["items"],
                      "old_s": a["seconds"], "new_s": b["seconds"],
-                     "old_items_per_min": 60 * a["items"] / a["seconds"],
-                     "new_items_per_min": 60 * b["items"] / b["seconds"],
-                     "old_tok_per_s": a["new_tokens"] / a["seconds"],
-                     "new_tok_per_s": b["new_tokens"] / b["seconds"],
+                     "old_items_per_min": per_minute(a["items"], a["seconds"]),
+                     "new_items_per_min": per_minute(b["items"], b["seconds"]),
+                     "old_tok_per_s": a["new_tokens"] / a["seconds"] if a["seconds"] else 0.0,
+                     "new_tok_per_s": b["new_tokens"] / b["seconds"] if b["seconds"] else 0.0,
                      "old_prefill_tokens": a["prefill_tokens"],
                      "new_prefill_tokens": b["prefill_tokens"],
                      "old_pad_tokens": a["prefill_pad_tokens"],
                      "new_pad_tokens": b["prefill_pad_tokens"],
                      "old_prefill_decode_s": [a["prefill_seconds"], a["decode_seconds"]],
                      "new_prefill_decode_s": [b["prefill_seconds"], b["decode_seconds"]],
-                     "ratio": a["seconds"] / b["seconds"]})
+                     "ratio": a["seconds"] / b["seconds"] if a["seconds"] and b["seconds"]
+                     else None})
     rounds = {name: results[name].get("side drift", {}).get("drift", {}).get("rounds", {})
               for name in results}
     drift = {number: (rounds["old"][number].get("side_drift_rate"),
@@ -270,6 +298,7 @@ def main() -> None:
         "total": {"old_s": total_old, "new_s": total_new, "ratio": ratio,
                   "old_items_per_min": 60 * n_items / total_old,
                   "new_items_per_min": 60 * n_items / total_new},
+        "reuse_prefixes": reuse,
         "texts_compared": args.repeats * sum(len(old[s].get("texts", [])) for s in old),
         "texts_differing": differ, "old_repeats_texts_differing": old_repeats_differ,
         "zero_shot_max_abs_diff": worst,
@@ -296,20 +325,20 @@ def main() -> None:
               f"{row['old_items_per_min']:10.0f} {row['new_items_per_min']:10.0f} "
               f"{row['old_tok_per_s']:9.1f} {row['new_tok_per_s']:9.1f} "
               f"{row['old_prefill_tokens']:>9.0f}/{row['new_prefill_tokens']:<10.0f} "
-              f"{row['ratio']:5.2f}x")
+              + (f"{row['ratio']:5.2f}x" if row["ratio"] else f"{'-':>6}"))
     print(f"{'all stages':16} {n_items:5d} {total_old:7.1f} {total_new:7.1f} "
           f"{record['total']['old_items_per_min']:10.1f} "
           f"{record['total']['new_items_per_min']:10.1f}")
     if record["ablations"]:
-        names = ["old", "new", *record["ablations"]]
+        paths = ["old", "new", *record["ablations"]]
         print("seconds per stage, each speed-up off in turn (same process, same texts checked "
               "only old vs new):")
-        print(f"{'stage':16} " + " ".join(f"{name:>24}" for name in names))
-        for stage in old:
+        print(f"{'stage':16} " + " ".join(f"{name:>24}" for name in paths))
+        for stage in names:
             print(f"{stage:16} " + " ".join(f"{results[name][stage]['seconds']:24.1f}"
-                                            for name in names))
+                                            for name in paths))
         print(f"{'all stages':16} " + " ".join(
-            f"{sum(run['seconds'] for run in results[name].values()):24.1f}" for name in names))
+            f"{sum(run['seconds'] for run in results[name].values()):24.1f}" for name in paths))
         print(f"{'texts differing':16} {'-':>24} {differ:24d} " + " ".join(
             f"{ablation['texts_differing_from_old']:24d}"
             for ablation in record["ablations"].values()))

@@ -99,6 +99,24 @@ def test_baseline_alone_generates_nothing_and_reads_only_splits_features_and_mod
     assert all("debate_stats" not in cell for cell in s.analysis_cells())
 
 
+def test_the_stages_of_an_eda_cell_share_one_prefix_store_and_others_build_none():
+    eda = study(arms=["baseline", "explain", "debate", "eda", "distill"])
+    assert set(eda.prefix_templates("epistemic_reasoning")) == {
+        "explain", "zero_shot", "opening", "rebuttal", "drift"}
+    store = "results/epistemic_reasoning/seed0/smollm2-135m/prefix_store.safetensors"
+    assert eda.uses_prefix_store("epistemic_reasoning")
+    assert eda.strong_stage_inputs(CELL)["prefix_store"] == store
+    assert eda.round_inputs("debates")({**CELL, "round": "2", "shard": "0"})["prefix_store"] == store
+    assert "prefix_store" not in eda.item_prefix_inputs(CELL)  # the job that writes it
+    # one stage's template alone, the option off, or vLLM (it caches prefixes itself): none
+    assert not study(arms=["baseline", "explain"]).uses_prefix_store("epistemic_reasoning")
+    for generation in ({"reuse_prefixes": False}, {"backend": "vllm"}, {"share_prefixes": False}):
+        off = Study(validate_config({"align": {"arms": ["baseline", "eda"], "controls": []},
+                                     "generation": generation}))
+        assert not off.uses_prefix_store("epistemic_reasoning")
+        assert "prefix_store" not in off.strong_stage_inputs(CELL)
+
+
 def test_distill_reads_the_zero_shot_file_and_no_generated_text():
     s = study(arms=["baseline", "distill"])
     inputs = s.train_weak_inputs({**CELL, "arm": "distill"})

@@ -52,7 +52,8 @@ def test_default_config_dry_run():
     # cell; both read one BIG-bench file.
     result = run_snakemake("-n", "--forceall")
     assert result.returncode == 0, result.stderr
-    eda_cell = {"download_bigbench": 1, "prep": 1, "prepare_model": 2, "explain_shard": 1,
+    eda_cell = {"download_bigbench": 1, "prep": 1, "prepare_model": 2, "item_prefixes": 1,
+                "explain_shard": 1,
                 "explain": 1, "zero_shot": 1, "debate_round": 2, "debate": 1, "all": 1,
                 "analysis": 1, **ALIGN_JOBS, "train_weak_strong": 3, "train_student": 8}
     assert job_counts(result.stdout) == {
@@ -69,7 +70,8 @@ def test_two_datasets_two_seeds_dry_run(tmp_path):
     result = run_snakemake("-n", *study(tmp_path, config))
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout) == {
-        "prep": 4, "download_bigbench": 1, "prepare_model": 2, "explain_shard": 4, "explain": 4,
+        "prep": 4, "download_bigbench": 1, "prepare_model": 2, "item_prefixes": 4,
+        "explain_shard": 4, "explain": 4,
         "zero_shot": 4, "debate_round": 8, "debate": 4, "all": 1, "analysis": 1,  # one analysis
         **{rule: 4 * count for rule, count in ALIGN_JOBS.items()}}
 
@@ -119,6 +121,7 @@ def test_paper_config_dry_runs():
     assert counts["train_weak"] == 5 * 3 and counts["train_weak_strong"] == cells * 8
     assert counts["zero_shot"] == cells and counts["train_ceiling"] == cells
     assert counts["train_student"] == cells * 9 * 3 and counts["train_self_distill"] == cells * 3
+    assert "item_prefixes" not in counts  # generation.reuse_prefixes: false (GPU-scale prefixes)
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
     for name, spec in {**paper["models"], **paper["datasets"]}.items():
         assert re.fullmatch(r"[0-9a-f]{40}", spec.get("revision", "")), f"{name} is not pinned"
@@ -131,13 +134,15 @@ def test_paper_config_dry_runs():
 
 
 # What each arm selection asks the strong model for: nothing it does not read is computed.
-GENERATION_RULES = ("explain_shard", "explain", "zero_shot", "debate_round", "debate")
+GENERATION_RULES = ("item_prefixes", "explain_shard", "explain", "zero_shot", "debate_round",
+                    "debate")
 
 
 @pytest.mark.parametrize("arms, generated", [
     (["baseline"], {}),
     (["baseline", "distill"], {"zero_shot": 1}),
-    (["baseline", "debate"], {"debate_round": 2, "debate": 1}),
+    # the debate's opening, rebuttal and drift prompts share each item's prefix: one store
+    (["baseline", "debate"], {"item_prefixes": 1, "debate_round": 2, "debate": 1}),
     (["baseline", "explain"], {"explain_shard": 1, "explain": 1}),
 ])
 def test_only_the_signals_an_arm_reads_are_computed(tmp_path, arms, generated):

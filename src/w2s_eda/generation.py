@@ -150,8 +150,8 @@ def auto_batch_size(model, device, longest: int, max_new_tokens: int,
     return int(max(1, min(512, free * 0.5 // per_row)))
 
 
-COUNTERS = ("prompt_tokens", "prefill_tokens", "prefill_pad_tokens", "decode_tokens",
-            "prefill_seconds", "decode_seconds")
+COUNTERS = ("prompt_tokens", "prefill_tokens", "prefill_pad_tokens", "stored_tokens",
+            "decode_tokens", "prefill_seconds", "decode_seconds")
 
 # A group's rows must share at least this many tokens more than every prompt of the call does (the
 # chat template's system turn, which each batch prefills once anyway): a few tokens are not worth
@@ -173,11 +173,26 @@ class _Batch:
     group: list[int]
     prefixes: list[int]
     shared: int = 0
+    # Loaded from the engine's prefix store instead of prefilled: per group, which entry and how
+    # many of its leading tokens. Then no level 0: the first level continues group g's stored
+    # row, and a group level runs only where every prefix exceeds its stored tokens.
+    entries: list[int] | None = None
+    stored: list[int] | None = None
 
     def levels(self, encoded: list[list[int]]) -> list[tuple[list[list[int]], list[int] | None]]:
         """The tokens each level runs, one list per row of that level, and which row of the level
         before each of its rows continues (None: the first level)."""
         rows = [encoded[i] for i in self.rows]
+        if self.stored is not None:
+            own = [row[self.stored[g] :] for row, g in zip(rows, self.group)]
+            if not any(prefix > stored for prefix, stored in zip(self.prefixes, self.stored)):
+                return [(own, list(self.group))]
+            first = {}
+            for row, group in enumerate(self.group):
+                first.setdefault(group, row)
+            return [([rows[first[g]][self.stored[g] : prefix] for g, prefix in enumerate(self.prefixes)],
+                     list(range(len(self.prefixes)))),
+                    ([row[self.prefixes[g] :] for row, g in zip(rows, self.group)], list(self.group))]
         levels: list[tuple[list[list[int]], list[int] | None]] = []
         if self.shared:
             levels.append(([rows[0][: self.shared]], None))
@@ -226,7 +241,16 @@ def plan_batches(encoded: list[list[int]], batch_size: int, share: bool = True,
                 for rows in (order[s : s + batch_size] for s in range(0, len(order), batch_size))]
     order = sorted(range(len(encoded)), key=encoded.__getitem__)
     neighbours = [_common_prefix([encoded[a], encoded[b]]) for a, b in zip(order, order[1:])]
-    base = min(neighbours, default=0)
+    groups = _groups(order, neighbours, min(neighbours, default=0), batch_size, min_shared)
+    return _fill(encoded, groups, batch_size, _shared_batch)
+
+
+def _groups(order: list[int], neighbours: list[int], base: int, batch_size: int,
+            min_shared: int) -> list[list[int]]:
+    """Rows ``order`` (sorted by their tokens; ``neighbours[k]``: how many tokens rows k and k+1
+    share) cut into groups of at most ``batch_size`` adjacent rows that save the most prefill
+    beyond ``base`` shared tokens: a group of m rows sharing P tokens saves (m - 1) x (P - base),
+    and joins only rows with P - base >= ``min_shared``."""
     # best[j]: the largest saving over order[:j], cut into groups; start[j]: where its last begins
     best, start = [0] * (len(order) + 1), [0] * (len(order) + 1)
     for end in range(1, len(order) + 1):
@@ -243,13 +267,55 @@ def plan_batches(encoded: list[list[int]], batch_size: int, share: bool = True,
     while end:
         groups.append(order[start[end] : end])
         end = start[end]
-    groups.sort(key=lambda group: max(len(encoded[i]) for i in group))
+    return groups
+
+
+def _fill(encoded: list[list[int]], groups: list[list[int]], batch_size: int, make) -> list[_Batch]:
+    """The groups, sorted by their longest row, filling batches of at most ``batch_size`` rows
+    whole; ``make(encoded, groups of a batch)`` makes each batch."""
+    groups = sorted(groups, key=lambda group: max(len(encoded[i]) for i in group))
     batches: list[list[list[int]]] = [[]]
     for group in groups:
         if sum(map(len, batches[-1])) + len(group) > batch_size:
             batches.append([])
         batches[-1].append(group)
-    return [_shared_batch(encoded, batch) for batch in batches if batch]
+    return [make(encoded, batch) for batch in batches if batch]
+
+
+def plan_stored_batches(encoded: list[list[int]], matches: dict[int, tuple[int, int]],
+                        batch_size: int, min_shared: int = MIN_SHARED_TOKENS) -> list[_Batch]:
+    """``plan_batches`` for prompts whose leading tokens a prefix store holds: ``matches[i]`` is
+    prompt i's (entry, stored tokens), from ``PrefixStore.match``. Rows of one entry are grouped
+    as ``plan_batches`` groups them, counting only the tokens beyond the stored ones; each batch
+    loads its groups' stored tokens, then prefills the rest (see ``_stored_batch``)."""
+    by_entry: dict[int, list[int]] = {}
+    for i in sorted(matches, key=encoded.__getitem__):
+        by_entry.setdefault(matches[i][0], []).append(i)
+    groups = []
+    for rows in by_entry.values():
+        base = min(matches[i][1] for i in rows)
+        neighbours = [_common_prefix([encoded[a], encoded[b]]) for a, b in zip(rows, rows[1:])]
+        groups += _groups(rows, neighbours, base, batch_size, min_shared)
+    return _fill(encoded, groups, batch_size,
+                 lambda encoded, batch: _stored_batch(encoded, batch, matches))
+
+
+def _stored_batch(encoded: list[list[int]], groups: list[list[int]],
+                  matches: dict[int, tuple[int, int]]) -> _Batch:
+    """The batch of these groups (each of one store entry), loading each group's stored tokens,
+    with or without a level for each group's own prefix, whichever prefills fewer tokens. With
+    that level, a group whose prefix is all stored loads one token less, to prefill it there."""
+    rows = [i for members in groups for i in members]
+    group = [g for g, members in enumerate(groups) for _ in members]
+    entries = [matches[members[0]][0] for members in groups]
+    stored = [min(matches[i][1] for i in members) for members in groups]
+    own = [_common_prefix([encoded[i] for i in members]) for members in groups]
+    plain = _Batch(rows, group, list(stored), entries=entries, stored=list(stored))
+    if not any(prefix > n for prefix, n in zip(own, stored)):
+        return plain
+    shared = _Batch(rows, group, own, entries=entries,
+                    stored=[min(n, prefix - 1) for n, prefix in zip(stored, own)])
+    return min((plain, shared), key=lambda batch: batch.prefill_tokens(encoded))
 
 
 def _shared_batch(encoded: list[list[int]], groups: list[list[int]]) -> _Batch:
@@ -432,8 +498,74 @@ class HFEngine:
             # the flag on the same model computes as before
             model.set_attn_implementation(masked_gqa_attention())
         self.pass_tokens = PACK_PASS_TOKENS.get(model.device.type, PACK_PASS_TOKENS["cuda"])
+        self.prefix_store = None  # see use_prefix_store
         self.counters: dict[str, float] = {}
         self.reset_counters()
+
+    def use_prefix_store(self, store) -> None:
+        """Load, rather than prefill, the leading tokens of every prompt that a
+        ``prefix_store.PrefixStore`` holds (``None``: prefill everything again). Only with prefix
+        sharing on; the store must come from this model in this dtype (``build_prefix_store``)."""
+        if store is not None:
+            if not self.can_share:
+                raise ConfigError("config key 'generation.reuse_prefixes': this model's cache "
+                                  "(a sliding window) cannot continue stored prefixes; set it false")
+            dtype = store.header_keys[0].dtype
+            if dtype != self.model.dtype:
+                raise ConfigError(f"the prefix store holds {dtype} keys, the model runs "
+                                  f"{self.model.dtype}: rebuild it with the model's dtype")
+            device = self.model.device
+            for group in (store.header_keys, store.header_values, store.tail_keys,
+                          store.tail_values):
+                group[:] = [tensor.to(device) for tensor in group]
+        self.prefix_store = store
+
+    def build_prefix_store(self, prefixes: Sequence[Sequence[int]], model: str = ""):
+        """A ``PrefixStore`` of these token prefixes' keys and values (duplicates once): the
+        tokens they all start with prefilled once, then every prefix's own tokens in batches cut
+        from the prefixes sorted by length, then tokens, so the same prefixes always give the
+        same bits."""
+        import torch
+        from transformers import DynamicCache
+
+        from .prefix_store import PrefixStore
+
+        if not self.can_share:
+            raise ConfigError("config key 'generation.reuse_prefixes': this model's cache (a "
+                              "sliding window) cannot continue stored prefixes; set it false")
+        entries = sorted({tuple(tokens) for tokens in prefixes if len(tokens) > 1})
+        if not entries:
+            raise ValueError("no prefix of two or more tokens to store")
+        entries = [list(tokens) for tokens in entries]
+        header = _common_prefix(entries)
+        order = sorted(range(len(entries)), key=lambda e: (len(entries[e]), entries[e]))
+        batch_size = auto_batch_size(self.model, self.model.device, len(entries[order[-1]]), 0,
+                                     self.cpu_rows)
+        tails: dict[int, tuple[list, list]] = {}
+        header_kv = None
+        for begin in range(0, len(order), batch_size):
+            members = order[begin : begin + batch_size]
+            rows = list(range(len(members)))
+            batch = _Batch(rows, rows, [header] * len(rows), header)
+            encoded = [entries[e] for e in members]
+            with torch.inference_mode(), self._attention():
+                _, mask, _, cache = self._prefill(encoded, batch,
+                                                  DynamicCache(config=self.model.config))
+            for row, entry in enumerate(members):
+                real = mask[row].nonzero().squeeze(-1)
+                keys = [layer.keys[row][:, real] for layer in cache.layers]
+                values = [layer.values[row][:, real] for layer in cache.layers]
+                if header_kv is None:
+                    header_kv = ([k[:, :header].clone() for k in keys],
+                                 [v[:, :header].clone() for v in values])
+                tails[entry] = ([k[:, header:] for k in keys], [v[:, header:] for v in values])
+        layers = range(len(header_kv[0]))
+        return PrefixStore(
+            entries[0][:header], entries, header_kv[0], header_kv[1],
+            [torch.cat([tails[e][0][layer] for e in range(len(entries))], dim=1) for layer in layers],
+            [torch.cat([tails[e][1][layer] for e in range(len(entries))], dim=1) for layer in layers],
+            model=model,
+        )
 
     def reset_counters(self) -> None:
         self.counters = dict.fromkeys(COUNTERS, 0)
@@ -493,7 +625,27 @@ class HFEngine:
             self.model, self.model.device, max(map(len, encoded)), settings.max_new_tokens,
             self.cpu_rows,
         )
-        return plan_batches(encoded, batch_size, settings.share_prefixes and self.can_share)
+        return self._plan_batches(encoded, batch_size, settings.share_prefixes and self.can_share)
+
+    def _plan_batches(self, encoded: list[list[int]], batch_size: int, share: bool) -> list[_Batch]:
+        """``plan_batches``, except that prompts whose leading tokens the prefix store holds
+        (beyond its header, by ``MIN_SHARED_TOKENS`` or more) load them (``plan_stored_batches``)."""
+        store = self.prefix_store if share else None
+        if store is None:
+            return plan_batches(encoded, batch_size, share)
+        matches, rest = {}, []
+        for i, tokens in enumerate(encoded):
+            entry, n = store.match(tokens)
+            if entry >= 0 and n - len(store.header) >= MIN_SHARED_TOKENS:
+                matches[i] = (entry, n)
+            else:
+                rest.append(i)
+        batches = plan_stored_batches(encoded, matches, batch_size) if matches else []
+        if rest:
+            for batch in plan_batches([encoded[i] for i in rest], batch_size, share):
+                batch.rows = [rest[row] for row in batch.rows]
+                batches.append(batch)
+        return batches
 
     def _prefill(self, encoded: list[list[int]], batch: _Batch, cache):
         """Run the batch's prompts into ``cache`` level by level (see ``_Batch``), each level in one
@@ -501,6 +653,8 @@ class HFEngine:
         attention mask, the last position id of each row, and the cache (a new one when the last
         level ran in buckets)."""
         mask = None
+        if batch.stored is not None:
+            cache, mask = self._load_stored(batch)
         for segments, expand in batch.levels(encoded):
             buckets = [list(range(len(segments)))]
             if self.pack_prefill and len(segments) > 1:
@@ -511,6 +665,32 @@ class HFEngine:
                 logits, mask, cache = self._prefill_packed(segments, expand, cache, mask, buckets)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return logits, mask, positions[:, -1:], cache
+
+    def _load_stored(self, batch: _Batch):
+        """A cache of one row per group holding its stored tokens' keys and values, right-aligned
+        (zeros and mask 0 before the shorter ones), and that mask."""
+        import torch
+        from transformers import DynamicCache
+
+        store, device = self.prefix_store, self.model.device
+        width, header = max(batch.stored), len(store.header)
+        mask = torch.zeros((len(batch.stored), width), dtype=torch.long, device=device)
+        for g, n in enumerate(batch.stored):
+            mask[g, width - n :] = 1
+        cache = DynamicCache(config=self.model.config)
+        for layer in range(len(store.header_keys)):
+            first = store.header_keys[layer]
+            keys = first.new_zeros((len(batch.stored), first.shape[0], width, first.shape[-1]))
+            values = torch.zeros_like(keys)
+            for g, (entry, n) in enumerate(zip(batch.entries, batch.stored)):
+                begin, start = width - n, store.offsets[entry]
+                keys[g, :, begin : begin + header] = first
+                values[g, :, begin : begin + header] = store.header_values[layer]
+                keys[g, :, begin + header :] = store.tail_keys[layer][:, start : start + n - header]
+                values[g, :, begin + header :] = store.tail_values[layer][:, start : start + n - header]
+            cache.update(keys, values, layer)
+        self.counters["stored_tokens"] += sum(batch.stored[g] for g in batch.group)
+        return cache, mask
 
     def _prefill_pass(self, segments, expand, cache, mask):
         """One level in one left-padded pass, continuing rows ``expand`` of the level before (whose
@@ -660,7 +840,7 @@ class HFEngine:
         started = time.monotonic()
         if len(words[0]) == len(words[1]) == 1 and self.share_scoring and encoded:
             first = torch.tensor([words[0][0], words[1][0]])
-            for batch in plan_batches(encoded, batch_size, self.can_share):
+            for batch in self._plan_batches(encoded, batch_size, self.can_share):
                 with torch.inference_mode():
                     last, _, _, _ = self._prefill(encoded, batch,
                                                   DynamicCache(config=self.model.config))

@@ -63,6 +63,25 @@ def settings_for(generation: dict, seed: int, max_new_tokens: int, stop=()) -> G
     )
 
 
+def open_engine(model_dir: str | Path, generation: dict, device: str,
+                prefix_store: str | None = None):
+    """The engine of a strong-model stage and its identity (what every chunk is keyed by). With
+    ``prefix_store`` (the ``item_prefixes`` job's file), the engine loads the item prefixes it
+    holds instead of prefilling them, and the identity names the store's fingerprint."""
+    engine = make_engine(model_dir, generation["backend"], device, generation["dtype"])
+    identity = model_identity(model_dir, engine)
+    if prefix_store:
+        from .prefix_store import PrefixStore
+
+        store = PrefixStore.load(prefix_store)
+        if store.model != identity["name"]:
+            raise ConfigError(f"{prefix_store} holds the prefixes of model '{store.model}', not "
+                              f"'{identity['name']}'; delete it and rerun")
+        engine.use_prefix_store(store if len(store) else None)
+        identity["prefix_store"] = store.fingerprint
+    return engine, identity
+
+
 def model_identity(model_dir: str | Path, engine) -> dict:
     manifest = read_json(Path(model_dir) / MODEL_MANIFEST)
     keep = ("name", "source", "spec", "gguf_sha256", "revision_resolved", "n_parameters")
@@ -105,6 +124,78 @@ def _token_stats(tokens) -> dict:
     }
 
 
+# --- item prefixes -----------------------------------------------------------------------------
+#
+# Every stage's prompt opens with the item (the default templates all start with "{item}"), so
+# the chat header, the item's text and its question are prefilled again by every stage. The
+# item_prefixes job prefills each item's shared prefix once; the stages load it (prefix_store).
+
+# Two sets of values for the placeholders that are not the item's: where a template's two
+# renderings part is where its prompts stop being the same for every speaker, turn and argument.
+STAND_INS = (
+    {"side": 0, "other_side": 1, "max_words": "7", "transcript": "(one stand-in)",
+     "argument": "(one stand-in)"},
+    {"side": 1, "other_side": 0, "max_words": "9", "transcript": "[another]",
+     "argument": "[another]"},
+)
+
+
+def _shared_tokens(a: list[int], b: list[int]) -> int:
+    return next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def item_prefix_tokens(tokenizer, templates: dict[str, str], fields: dict, label_names) -> list[int]:
+    """The tokens that two or more of these stage templates' prompts of one item start with (the
+    longest such prefix): what the stages would prefill again for this item."""
+    from .generation import encode_prompts
+
+    fixed = []
+    for template in templates.values():
+        renders = []
+        for stand_in in STAND_INS:
+            values = {**stand_in, "side": label_names[stand_in["side"]],
+                      "other_side": label_names[stand_in["other_side"]]}
+            renders.append(render_chat(tokenizer, template.format(**{**values, **fields})))
+        first, second = encode_prompts(tokenizer, renders)
+        fixed.append(first[: _shared_tokens(first, second)])
+    best: list[int] = []
+    for a in range(len(fixed)):
+        for b in range(a + 1, len(fixed)):
+            n = _shared_tokens(fixed[a], fixed[b])
+            if n > len(best):
+                best = fixed[a][:n]
+    return best
+
+
+def item_prefixes(
+    split_paths: dict[str, str], dataset_manifest: str, model_dir: str, templates: dict[str, str],
+    generation: dict, device: str, output: str,
+) -> dict:
+    """The prefix store of every item of the splits: each item's ``item_prefix_tokens`` over
+    the templates of the stages that read the store, prefilled once (``build_prefix_store``)."""
+    from .generation import MIN_SHARED_TOKENS, _common_prefix
+    from .prefix_store import PrefixStore
+
+    items = read_items(split_paths)
+    info = read_json(dataset_manifest)
+    engine, identity = open_engine(model_dir, generation, device)
+    prefixes = [item_prefix_tokens(engine.tokenizer, templates, item_fields(text, info),
+                                   info["label_names"]) for text in items["text"]]
+    header = _common_prefix(prefixes) if len(prefixes) > 1 else 0
+    kept = [tokens for tokens in prefixes if len(tokens) - header >= MIN_SHARED_TOKENS]
+    if kept:
+        store = engine.build_prefix_store(kept, model=identity["name"])
+    else:  # no template shares an item's prefix with another: an empty store, read as none
+        store = PrefixStore([], [], [], [], [], [], model=identity["name"])
+    store.save(output)
+    stats = {"n_items": len(items), "entries": len(store), "header_tokens": len(store.header),
+             "stored_tokens": sum(map(len, kept)), "megabytes": round(store.nbytes() / 1e6, 1),
+             "model": identity["name"], "dtype": identity["dtype"],
+             "fingerprint": store.fingerprint}
+    log.info("item prefixes: %s", json.dumps(stats))
+    return stats
+
+
 # --- explain -----------------------------------------------------------------------------------
 
 
@@ -119,11 +210,11 @@ def explain_shard(
     work_dir: str,
     shard: int,
     output: str,
+    prefix_store: str | None = None,
 ) -> None:
     items = read_items(split_paths)
     info = read_json(dataset_manifest)
-    engine = make_engine(model_dir, generation["backend"], device, generation["dtype"])
-    identity = model_identity(model_dir, engine)
+    engine, identity = open_engine(model_dir, generation, device, prefix_store)
     prompts = [render_chat(engine.tokenizer, explain["template"].format(**item_fields(text, info)))
                for text in items["text"]]
     settings = settings_for(generation, seed, explain["max_new_tokens"])
@@ -197,13 +288,13 @@ def gather_explain(
 def zero_shot(
     split_paths: dict[str, str], dataset_manifest: str, model_dir: str, template: str,
     generation: dict, seed: int, device: str, work_dir: str, output: str, stats_path: str,
+    prefix_store: str | None = None,
 ) -> dict:
     """The strong model's zero-shot P(label 1) for every item, from the label words' logits (no
     generation), in resumable chunks; the labels are read afterwards, for the stats only."""
     items = read_items(split_paths)
     info = read_json(dataset_manifest)
-    engine = make_engine(model_dir, generation["backend"], device, generation["dtype"])
-    identity = model_identity(model_dir, engine)
+    engine, identity = open_engine(model_dir, generation, device, prefix_store)
     prompts = [render_chat(engine.tokenizer, template.format(**item_fields(text, info)))
                for text in items["text"]]
 
@@ -333,14 +424,14 @@ def debate_round_shard(
     work_dir: str,
     shard: int,
     output: str,
+    prefix_store: str | None = None,
 ) -> None:
     """One round for one shard's (sample, item) units; the output holds every turn up to this
     round, one row per unit."""
     items = read_items(split_paths)
     info = read_json(dataset_manifest)
     names = info["label_names"]
-    engine = make_engine(model_dir, generation["backend"], device, generation["dtype"])
-    identity = model_identity(model_dir, engine)
+    engine, identity = open_engine(model_dir, generation, device, prefix_store)
     settings = dataclasses.replace(settings_for(generation, seed, debate["max_new_tokens"]),
                                    do_sample=samples_debates(debate, generation))
     n_items, protocol = len(items), debate["protocol"]
@@ -431,6 +522,7 @@ def gather_debate(
     device: str,
     output: str,
     stats_path: str,
+    prefix_store: str | None = None,
 ) -> dict:
     """Every (sample, item) transcript in one file, with the side-drift scoring and the stats."""
     frame = _gather(shard_paths)
@@ -447,7 +539,7 @@ def gather_debate(
         stats["items_with_distinct_samples"] = float((distinct == debate["n_samples"]).mean())
     engine = None
     if debate["drift_sample"] > 0:
-        engine = make_engine(model_dir, generation["backend"], device, generation["dtype"])
+        engine, _ = open_engine(model_dir, generation, device, prefix_store)
     rng = np.random.default_rng(seed)
     for round_number in range(1, debate["n_rounds"] + 1):
         round_turns = [(frame.id[u], t) for u, turns in enumerate(all_turns) for t in turns

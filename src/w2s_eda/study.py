@@ -59,6 +59,7 @@ PATHS = {
     "explain_shard": f"{_STRONG}/explain/shard{{shard}}.parquet",
     "explanations": f"{_STRONG}/explanations.parquet",
     "explain_stats": f"{_STRONG}/explain_stats.json",
+    "prefix_store": f"{_STRONG}/prefix_store.safetensors",
     "zero_shot": f"{_STRONG}/zero_shot.parquet",
     "zero_shot_stats": f"{_STRONG}/zero_shot_stats.json",
     "debate_round": f"{_STRONG}/debate/round{{round}}/shard{{shard}}.parquet",
@@ -658,9 +659,43 @@ class Study:
         return {"bigbench": path("bigbench", bigbench_task=entry.name)} if entry.bigbench_task else {}
 
     def strong_stage_inputs(self, w: Mapping) -> dict[str, str]:
-        """The splits, the dataset manifest and the prepared strong model."""
-        return {**self.splits(w), "manifest": path("manifest", dataset=w["dataset"], seed=w["seed"]),
-                "model": self.model_manifest(w["strong"])}
+        """The splits, the dataset manifest and the prepared strong model; the cell's prefix
+        store when its stages share one (``uses_prefix_store``)."""
+        files = {**self.splits(w), "manifest": path("manifest", dataset=w["dataset"], seed=w["seed"]),
+                 "model": self.model_manifest(w["strong"])}
+        if self.uses_prefix_store(w["dataset"]):
+            files["prefix_store"] = path("prefix_store", **_strong(w))
+        return files
+
+    def item_prefix_inputs(self, w: Mapping) -> dict[str, str]:
+        """What the item_prefixes job reads: the stage inputs, less the store it writes."""
+        files = self.strong_stage_inputs(w)
+        files.pop("prefix_store", None)
+        return files
+
+    def prefix_templates(self, dataset: str) -> dict[str, str]:
+        """The templates of the strong-model stages of a dataset's cells that read the prefix
+        store: explain, zero-shot, the debate (and consultancy) turns, side drift."""
+        c, signals = self.config, self.cell_signals(dataset)
+        templates = {}
+        if "explanations" in signals:
+            templates["explain"] = c["explain"]["template"]
+        if "zero_shot" in signals:
+            templates["zero_shot"] = c["explain"]["zero_shot_template"]
+        if signals & {"debates", "consultancy"}:
+            templates["opening"] = c["debate"]["opening_template"]
+            if c["debate"]["n_rounds"] > 1:
+                templates["rebuttal"] = c["debate"]["rebuttal_template"]
+            if c["debate"]["drift_sample"] > 0:
+                templates["drift"] = c["debate"]["drift_template"]
+        return templates
+
+    def uses_prefix_store(self, dataset: str) -> bool:
+        """Whether a dataset's cells build a prefix store: ``generation.reuse_prefixes`` with the
+        hf backend and shared prefixes, and two or more templates to share it."""
+        generation = self.config["generation"]
+        return bool(generation["reuse_prefixes"] and generation["share_prefixes"]
+                    and generation["backend"] == "hf" and len(self.prefix_templates(dataset)) > 1)
 
     def explain_shards(self, w: Mapping) -> list[str]:
         return [path("explain_shard", **_strong(w), shard=shard)

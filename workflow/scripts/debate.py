@@ -17,6 +17,7 @@ run_stage(
         device=snakemake.params.device,
         output=snakemake.output.transcripts,
         stats_path=snakemake.output.stats,
+        prefix_store=snakemake.input.get("prefix_store"),
     ),
     job=snakemake,
 )

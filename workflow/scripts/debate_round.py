@@ -19,6 +19,7 @@ run_stage(
         work_dir=snakemake.params.work_dir,
         shard=int(snakemake.wildcards.shard),
         output=snakemake.output.shard,
+        prefix_store=snakemake.input.get("prefix_store"),
     ),
     job=snakemake,
 )

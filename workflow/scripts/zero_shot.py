@@ -17,6 +17,7 @@ run_stage(
         work_dir=snakemake.params.work_dir,
         output=snakemake.output.zero_shot,
         stats_path=snakemake.output.stats,
+        prefix_store=snakemake.input.get("prefix_store"),
     ),
     job=snakemake,
 )
