@@ -3,7 +3,9 @@
 Runs the study's own generation stages (``w2s_eda.strong_signals``: explain, zero-shot, every
 debate round, the side-drift scoring of the debate stage) on the EDA cell of a config with
 ``HFEngine(fast=False)`` (the engine before packed prefill, growing KV buffers, shared scoring,
-128-row CPU batches and grouped-query masked attention) and with ``HFEngine()`` (the default), on
+128-row CPU batches and grouped-query masked attention) and with ``HFEngine()`` (the default),
+which, when the config's ``generation.reuse_prefixes`` is on, runs as the workflow runs it: the
+``item_prefixes`` stage first (its time counts), its prefix store read by every other stage; on
 the same loaded model, float32, greedy: ``--repeats`` runs of each (2 by default), alternating
 which goes first (old, new, new, old, ...), since a run later in the process was seen to be
 faster. Each run writes into its own scratch folder, so nothing is reused between runs. For each
@@ -15,6 +17,7 @@ largest change of a zero-shot or drift probability.
     python bench/generation_speedup.py --profile          # also torch.profiler tables, both paths
     python bench/generation_speedup.py --limit 16 --repeats 1   # the first 16 items: a smoke run
     python bench/generation_speedup.py --ablate           # also the new engine less each speed-up
+                                                          # (and less the prefix store)
 
 The splits and the prepared strong model come from the workflow itself (``snakemake`` on their
 targets), so a fresh clone can run it. Writes bench/records/generation_speedup.json (and, with
