@@ -27,7 +27,8 @@ from conftest import JOB_THREADS, REPO, SNAKEMAKE, TEXTS, study_args
 SCRIPT = REPO / "tests/slurm/start_local_slurm.sh"
 
 # The smallest study with every stage: explanations (3 chunks), a debate round, the weak floor and
-# the eda arm (both contexts), the strong ceiling, two students, the analysis. 16 jobs.
+# the eda arm (both contexts), the strong ceiling, two students, the analysis, and the item
+# prefixes the strong stages share. 17 jobs.
 SMALL_CONFIG = {
     "splits": {"weak_train": 4, "w2s_train": 4, "test": 4},
     "generation": {"chunk_size": 4},
@@ -39,7 +40,7 @@ SMALL_CONFIG = {
     "analysis": {"n_bootstrap": 100},
     "wandb": {"mode": "disabled"},
 }
-SMALL_JOBS = 16  # including the `all` target
+SMALL_JOBS = 17  # including the `all` target
 
 # A run that takes longer is killed (SIGKILL: a stuck SLURM status poll does not answer SIGTERM).
 RUN_LIMIT_S = 900

@@ -103,6 +103,12 @@ def test_the_stages_of_an_eda_cell_share_one_prefix_store_and_others_build_none(
     eda = study(arms=["baseline", "explain", "debate", "eda", "distill"])
     assert set(eda.prefix_templates("epistemic_reasoning")) == {
         "explain", "zero_shot", "opening", "rebuttal", "drift"}
+    # the same templates with one round and no drift: adding a round keeps the store (and the
+    # chunks keyed by it) as they were
+    short = Study(validate_config({"align": {"arms": ["baseline", "explain", "debate", "eda",
+                                                      "distill"], "controls": []},
+                                   "debate": {"n_rounds": 1, "drift_sample": 0}}))
+    assert short.prefix_templates("epistemic_reasoning") == eda.prefix_templates("epistemic_reasoning")
     store = "results/epistemic_reasoning/seed0/smollm2-135m/prefix_store.safetensors"
     assert eda.uses_prefix_store("epistemic_reasoning")
     assert eda.strong_stage_inputs(CELL)["prefix_store"] == store

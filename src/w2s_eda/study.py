@@ -683,11 +683,12 @@ class Study:
         if "zero_shot" in signals:
             templates["zero_shot"] = c["explain"]["zero_shot_template"]
         if signals & {"debates", "consultancy"}:
+            # every template a debate can use, whatever n_rounds and drift_sample are: the
+            # store, and so the key of every chunk that reads it, stays the same when a round
+            # is added, and the rounds already run are reused
             templates["opening"] = c["debate"]["opening_template"]
-            if c["debate"]["n_rounds"] > 1:
-                templates["rebuttal"] = c["debate"]["rebuttal_template"]
-            if c["debate"]["drift_sample"] > 0:
-                templates["drift"] = c["debate"]["drift_template"]
+            templates["rebuttal"] = c["debate"]["rebuttal_template"]
+            templates["drift"] = c["debate"]["drift_template"]
         return templates
 
     def uses_prefix_store(self, dataset: str) -> bool:

@@ -87,20 +87,6 @@ def analysis_inputs(wildcards):
     return STUDY.analysis_files()
 
 
-def ancient_store(inputs):
-    """A strong stage's input function with its prefix store (if any) read as ``ancient``: the
-    store is a temp file, remade when some stage reading it runs, which must not rerun the
-    stages that are done (rules/prefixes.smk)."""
-
-    def marked(wildcards):
-        files = inputs(wildcards)
-        if "prefix_store" in files:
-            files["prefix_store"] = ancient(files["prefix_store"])
-        return files
-
-    return marked
-
-
 def split_paths(*names):
     return lambda wildcards: STUDY.splits(wildcards, names or SPLITS)
 

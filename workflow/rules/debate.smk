@@ -6,7 +6,7 @@
 
 rule debate_round:
     input:
-        unpack(ancient_store(STUDY.round_inputs("debates"))),
+        unpack(STUDY.round_inputs("debates")),
     output:
         shard=PATHS["debate_round"],
     log:
@@ -31,7 +31,7 @@ rule debate_round:
 
 use rule debate_round as consultancy_round with:
     input:
-        unpack(ancient_store(STUDY.round_inputs("consultancy"))),
+        unpack(STUDY.round_inputs("consultancy")),
     output:
         shard=PATHS["consultancy_round"],
     log:
@@ -49,7 +49,7 @@ use rule debate_round as consultancy_round with:
 
 rule debate:
     input:
-        unpack(ancient_store(STUDY.gather_inputs("debates"))),
+        unpack(STUDY.gather_inputs("debates")),
     output:
         transcripts=PATHS["debates"],
         stats=PATHS["debate_stats"],
@@ -74,7 +74,7 @@ rule debate:
 
 use rule debate as consultancy with:
     input:
-        unpack(ancient_store(STUDY.gather_inputs("consultancy"))),
+        unpack(STUDY.gather_inputs("consultancy")),
     output:
         transcripts=PATHS["consultancy"],
         stats=PATHS["consultancy_stats"],

@@ -5,7 +5,7 @@
 
 rule explain_shard:
     input:
-        unpack(ancient_store(STUDY.strong_stage_inputs)),
+        unpack(STUDY.strong_stage_inputs),
     output:
         shard=PATHS["explain_shard"],
     log:
@@ -47,7 +47,7 @@ rule explain:
 
 rule zero_shot:
     input:
-        unpack(ancient_store(STUDY.strong_stage_inputs)),
+        unpack(STUDY.strong_stage_inputs),
     output:
         zero_shot=PATHS["zero_shot"],
         stats=PATHS["zero_shot_stats"],

@@ -1,15 +1,17 @@
 # Each item's prompt prefix (the chat header, the item's text and question), which the prompt of
 # every strong-model stage opens with, prefilled once: explain, zero-shot, the debate rounds and
-# side drift load its keys and values (generation.reuse_prefixes). The file is temporary and read
-# as `ancient` (common.smk, ancient_store), so it is remade only when a stage reading it runs, and
-# remaking it reruns nothing that is done.
+# side drift load its keys and values (generation.reuse_prefixes). The file is kept, not a temp():
+# Snakemake reruns every stage that reads a file it has to remake, so a temp store, once deleted,
+# would be remade when a debate round is added and rerun the rounds and explanations already done.
+# Its templates do not depend on n_rounds or drift_sample (Study.prefix_templates), so adding a
+# round keeps it.
 
 
 rule item_prefixes:
     input:
         unpack(STUDY.item_prefix_inputs),
     output:
-        store=temp(PATHS["prefix_store"]),
+        store=PATHS["prefix_store"],
     log:
         "results/logs/item_prefixes/{dataset}_seed{seed}_{strong}.log",
     benchmark:
