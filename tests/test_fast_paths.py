@@ -157,3 +157,35 @@ def test_growing_layer_appends_as_a_dynamic_layer_does_even_past_its_room():
     grown.batch_select_indices(rows)
     plain.batch_select_indices(rows)
     assert torch.equal(grown.keys, plain.keys) and torch.equal(grown.values, plain.values)
+
+
+def test_buffered_prefill_lays_buckets_out_in_place_and_computes_the_old_logits(engines):
+    """With grow_cache the prefill writes every level into buffers made once per level, bucket
+    after bucket (``_prefill_buffered``): the rows come back in bucket order, which differs from
+    the batch's here (so the mapping is exercised), each row's logits are the old engine's up
+    to float rounding with the same greedy token, and the buffers have the decode's room."""
+    from transformers import DynamicCache
+
+    fast, old = engines
+    tokenizer = fast.tokenizer
+    # two speakers per item, one brief, one long-winded: the rows' own tokens differ in length
+    prompts = [render_chat(tokenizer, f"{item}\n{turn}") for item in ITEMS for turn in (
+        "Argue yes.", "Argue at length, with every reason you can find, that the answer is no.")]
+    settings = GenerationSettings(max_new_tokens=5)
+    encoded = fast.encode(prompts)
+    (batch,) = fast._plan(encoded, settings)
+    levels = batch.levels(encoded)
+    assert len(levels) > 1 and len(pack_buckets([len(t) for t in levels[-1][0]],
+                                                fast.pass_tokens)) > 1
+    with torch.inference_mode(), fast._attention():
+        logits, mask, _, cache, order = fast._prefill(encoded, batch,
+                                                      DynamicCache(config=fast.model.config), 5)
+    assert sorted(order) == list(range(len(batch.rows))) and order != sorted(order)
+    layer = cache.layers[0]
+    assert layer.k.shape[-2] == mask.shape[1] + 5 and layer.get_seq_length() == mask.shape[1]
+    assert [int(mask[row].sum()) for row in range(len(order))] == [
+        len(encoded[batch.rows[r]]) for r in order]
+    got = fast.prefill_logits(prompts, settings)
+    want = old.prefill_logits(prompts, settings)
+    assert torch.allclose(got, want, atol=1e-4)
+    assert torch.equal(got.argmax(-1), want.argmax(-1))

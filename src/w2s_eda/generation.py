@@ -126,6 +126,12 @@ def _eos_ids(model, tokenizer) -> list[int]:
 CPU_ROWS, CPU_ROWS_BEFORE = 128, 64
 
 
+def kv_shape(config) -> tuple[int, int]:
+    """A layer's key/value heads and head size."""
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    return heads, getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
 def auto_batch_size(model, device, longest: int, max_new_tokens: int,
                     cpu_rows: int = CPU_ROWS) -> int:
     """Rows per batch: ``cpu_rows`` on the CPU; on CUDA, as many as let the KV cache of the
@@ -142,8 +148,7 @@ def auto_batch_size(model, device, longest: int, max_new_tokens: int,
     import torch
 
     config = model.config
-    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    heads, head_dim = kv_shape(config)
     element = torch.finfo(model.dtype).bits // 8
     per_row = 2 * config.num_hidden_layers * heads * head_dim * element * (longest + max_new_tokens)
     free, _ = torch.cuda.mem_get_info(device)
@@ -415,6 +420,17 @@ def growing_layer_class():
             self.n = length
             self._views()
 
+        @classmethod
+        def over(cls, k, v, n: int):
+            """A layer over these buffers (views are fine: writes land in them), of which the
+            first ``n`` positions are filled; nothing is copied."""
+            layer = cls.__new__(cls)
+            DynamicLayer.__init__(layer)
+            layer.lazy_initialization(k, v)
+            layer.k, layer.v, layer.n = k, v, n
+            layer._views()
+            return layer
+
         def _views(self):
             self.keys, self.values = self.k[:, :, : self.n], self.v[:, :, : self.n]
 
@@ -549,9 +565,9 @@ class HFEngine:
             batch = _Batch(rows, rows, [header] * len(rows), header)
             encoded = [entries[e] for e in members]
             with torch.inference_mode(), self._attention():
-                _, mask, _, cache = self._prefill(encoded, batch,
-                                                  DynamicCache(config=self.model.config))
-            for row, entry in enumerate(members):
+                _, mask, _, cache, made = self._prefill(encoded, batch,
+                                                        DynamicCache(config=self.model.config))
+            for row, entry in zip(range(len(members)), (members[r] for r in made)):
                 real = mask[row].nonzero().squeeze(-1)
                 keys = [layer.keys[row][:, real] for layer in cache.layers]
                 values = [layer.values[row][:, real] for layer in cache.layers]
@@ -612,8 +628,9 @@ class HFEngine:
         logits = [None] * len(prompts)
         for batch in self._plan(encoded, settings):
             with torch.inference_mode(), self._attention():
-                last, _, _, _ = self._prefill(encoded, batch, DynamicCache(config=self.model.config))
-            for row, values in zip(batch.rows, last.float().cpu()):
+                last, _, _, _, made = self._prefill(encoded, batch,
+                                                    DynamicCache(config=self.model.config))
+            for row, values in zip((batch.rows[r] for r in made), last.float().cpu()):
                 logits[row] = values
         return torch.stack(logits) if logits else torch.zeros((0, 0))
 
@@ -647,11 +664,14 @@ class HFEngine:
                 batches.append(batch)
         return batches
 
-    def _prefill(self, encoded: list[list[int]], batch: _Batch, cache):
+    def _prefill(self, encoded: list[list[int]], batch: _Batch, cache, headroom: int = 0):
         """Run the batch's prompts into ``cache`` level by level (see ``_Batch``), each level in one
         left-padded pass or, packed, in length buckets; returns the last position's logits, the
-        attention mask, the last position id of each row, and the cache (a new one when the last
-        level ran in buckets)."""
+        attention mask, the last position id of each row, the cache (a new one when the last
+        level ran in buckets), and which batch row each row of those is. With ``grow_cache``,
+        ``_prefill_buffered`` does it in place, leaving room for ``headroom`` more tokens."""
+        if self.grow_cache:
+            return self._prefill_buffered(encoded, batch, headroom)
         mask = None
         if batch.stored is not None:
             cache, mask = self._load_stored(batch)
@@ -664,32 +684,123 @@ class HFEngine:
             else:
                 logits, mask, cache = self._prefill_packed(segments, expand, cache, mask, buckets)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        return logits, mask, positions[:, -1:], cache
+        return logits, mask, positions[:, -1:], cache, list(range(len(batch.rows)))
 
-    def _load_stored(self, batch: _Batch):
-        """A cache of one row per group holding its stored tokens' keys and values, right-aligned
-        (zeros and mask 0 before the shorter ones), and that mask."""
+    def _prefill_buffered(self, encoded: list[list[int]], batch: _Batch, headroom: int):
+        """``_prefill`` into key/value buffers made once per level with room for every later level
+        and ``headroom`` decode steps, which each pass writes in place (``GrowingLayer``): no
+        cache is copied to append a level or to join a level's length buckets. A level's rows
+        are laid out bucket after bucket, so each bucket's pass runs over a slice (a view) of
+        the buffers; a bucket shorter than the level's longest is followed by zeros, masked out
+        as padding is. Returns the rows in that order (the last element: their batch rows)."""
         import torch
         from transformers import DynamicCache
+
+        grow, device = growing_layer_class(), self.model.device
+        levels = batch.levels(encoded)
+        store = self.prefix_store if batch.stored is not None else None
+        filled = max(batch.stored) if store is not None else 0
+        total = filled + sum(max(map(len, segments)) for segments, _ in levels) + headroom
+        keys = values = mask = order = None  # per layer; rows x filled; cache row -> level row
+        if store is not None:  # the stored rows, one per group, right-aligned
+            keys, values, mask = self._stored_rows(batch, total)
+            order = list(range(len(batch.stored)))
+        logits = None
+        for segments, expand in levels:
+            buckets = [list(range(len(segments)))]
+            if self.pack_prefill and len(segments) > 1:
+                buckets = pack_buckets([len(tokens) for tokens in segments], self.pass_tokens)
+            rows = [row for bucket in buckets for row in bucket]
+            width = max(map(len, segments))
+            if keys is None:
+                heads, head_dim = kv_shape(self.model.config)
+                shape = (len(rows), heads, total, head_dim)
+                keys = [torch.empty(shape, dtype=self.model.dtype, device=device)
+                        for _ in range(self.model.config.num_hidden_layers)]
+                values = [torch.empty_like(k) for k in keys]
+                mask = torch.zeros((len(rows), 0), dtype=torch.long, device=device)
+            else:  # this level's rows continue rows of the level before (or the stored rows)
+                where = {row: k for k, row in enumerate(order)}
+                index = torch.tensor([where[expand[row]] for row in rows], device=device)
+                # one copy per buffer, its unfilled room included (cheaper than a second pass)
+                keys = [k.index_select(0, index) for k in keys]
+                values = [v.index_select(0, index) for v in values]
+                mask = mask[index]
+            level_mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+            logits = None
+            begin = 0
+            for bucket in buckets:
+                end = begin + len(bucket)
+                input_ids, bucket_mask = self._left_pad([segments[row] for row in bucket])
+                cache = DynamicCache(config=self.model.config)
+                cache.layers = [grow.over(k[begin:end], v[begin:end], filled)
+                                for k, v in zip(keys, values)]
+                joined = torch.cat([mask[begin:end], bucket_mask], dim=1)
+                positions = (joined.cumsum(-1) - 1).clamp(min=0)
+                output = self.model(
+                    input_ids=input_ids, attention_mask=joined,
+                    position_ids=positions[:, -input_ids.shape[1]:], use_cache=True,
+                    logits_to_keep=1, **{self.cache_kwarg: cache},
+                )
+                last = output.logits[:, -1, :]
+                if logits is None:
+                    logits = last.new_empty((len(rows), last.shape[-1]))
+                logits[begin:end] = last
+                short = input_ids.shape[1]
+                level_mask[begin:end, :short] = bucket_mask
+                if short < width:  # finite, masked: a zero weight times a zero
+                    for k, v in zip(keys, values):
+                        k[begin:end, :, filled + short : filled + width] = 0
+                        v[begin:end, :, filled + short : filled + width] = 0
+                self.counters["prefill_tokens"] += input_ids.numel()
+                self.counters["prefill_pad_tokens"] += (input_ids.numel()
+                                                        - sum(len(segments[r]) for r in bucket))
+                begin = end
+            mask = torch.cat([mask, level_mask], dim=1)
+            filled += width
+            order = rows
+        cache = DynamicCache(config=self.model.config)
+        cache.layers = [grow.over(k, v, filled) for k, v in zip(keys, values)]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return logits, mask, positions[:, -1:], cache, order
+
+    def _stored_rows(self, batch: _Batch, room: int = 0):
+        """Per layer, one row per group holding its stored tokens' keys and values, right-aligned
+        (zeros and mask 0 before the shorter ones), in buffers ``room`` positions long (at least
+        the stored ones; the rest left empty), and the stored positions' mask."""
+        import torch
 
         store, device = self.prefix_store, self.model.device
         width, header = max(batch.stored), len(store.header)
         mask = torch.zeros((len(batch.stored), width), dtype=torch.long, device=device)
         for g, n in enumerate(batch.stored):
             mask[g, width - n :] = 1
-        cache = DynamicCache(config=self.model.config)
+        keys, values = [], []
         for layer in range(len(store.header_keys)):
             first = store.header_keys[layer]
-            keys = first.new_zeros((len(batch.stored), first.shape[0], width, first.shape[-1]))
-            values = torch.zeros_like(keys)
+            k = first.new_empty((len(batch.stored), first.shape[0], max(room, width),
+                                 first.shape[-1]))
+            v = torch.empty_like(k)
             for g, (entry, n) in enumerate(zip(batch.entries, batch.stored)):
                 begin, start = width - n, store.offsets[entry]
-                keys[g, :, begin : begin + header] = first
-                values[g, :, begin : begin + header] = store.header_values[layer]
-                keys[g, :, begin + header :] = store.tail_keys[layer][:, start : start + n - header]
-                values[g, :, begin + header :] = store.tail_values[layer][:, start : start + n - header]
-            cache.update(keys, values, layer)
+                k[g, :, :begin], v[g, :, :begin] = 0, 0  # finite, masked out
+                k[g, :, begin : begin + header] = first
+                v[g, :, begin : begin + header] = store.header_values[layer]
+                k[g, :, begin + header : width] = store.tail_keys[layer][:, start : start + n - header]
+                v[g, :, begin + header : width] = store.tail_values[layer][:, start : start + n - header]
+            keys.append(k)
+            values.append(v)
         self.counters["stored_tokens"] += sum(batch.stored[g] for g in batch.group)
+        return keys, values, mask
+
+    def _load_stored(self, batch: _Batch):
+        """A cache of ``_stored_rows``, and its mask."""
+        from transformers import DynamicCache
+
+        keys, values, mask = self._stored_rows(batch)  # as long as the stored tokens
+        cache = DynamicCache(config=self.model.config)
+        for layer, (k, v) in enumerate(zip(keys, values)):
+            cache.update(k, v, layer)
         return cache, mask
 
     def _prefill_pass(self, segments, expand, cache, mask):
@@ -769,13 +880,13 @@ class HFEngine:
                           for seed in (seeds if seeds is not None else [settings.seed])]
         cache = DynamicCache(config=self.model.config)
         new_tokens: list[list[int]] = [[] for _ in batch.rows]
-        active = list(range(len(batch.rows)))  # batch row -> index into batch.rows
         with torch.inference_mode():
-            logits, mask, position, cache = self._prefill(encoded, batch, cache)
-            if self.grow_cache:
-                grow = growing_layer_class()
-                cache.layers = [grow(layer.keys, layer.values, settings.max_new_tokens)
-                                for layer in cache.layers]
+            # with grow_cache the prefill leaves room for the new tokens (_prefill_buffered)
+            logits, mask, position, cache, active = self._prefill(encoded, batch, cache,
+                                                                  settings.max_new_tokens)
+            # active: cache row -> index into batch.rows
+            if generators is not None and seeds is not None:
+                generators = [generators[row] for row in active]
             prefilled = time.monotonic()
             for step in range(settings.max_new_tokens):
                 token = self._next_token(logits, settings, generators)
@@ -842,9 +953,10 @@ class HFEngine:
             first = torch.tensor([words[0][0], words[1][0]])
             for batch in self._plan_batches(encoded, batch_size, self.can_share):
                 with torch.inference_mode():
-                    last, _, _, _ = self._prefill(encoded, batch,
-                                                  DynamicCache(config=self.model.config))
-                scores[batch.rows] = torch.log_softmax(last.float(), dim=-1).cpu()[:, first]
+                    last, _, _, _, made = self._prefill(encoded, batch,
+                                                        DynamicCache(config=self.model.config))
+                rows = [batch.rows[r] for r in made]
+                scores[rows] = torch.log_softmax(last.float(), dim=-1).cpu()[:, first]
             self.counters["prefill_seconds"] += time.monotonic() - started
             return torch.softmax(scores, dim=-1)[:, 1].tolist()
         if len(words[0]) == len(words[1]) == 1:
