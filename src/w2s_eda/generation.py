@@ -786,8 +786,9 @@ class HFEngine:
                 k[g, :, :begin], v[g, :, :begin] = 0, 0  # finite, masked out
                 k[g, :, begin : begin + header] = first
                 v[g, :, begin : begin + header] = store.header_values[layer]
-                k[g, :, begin + header : width] = store.tail_keys[layer][:, start : start + n - header]
-                v[g, :, begin + header : width] = store.tail_values[layer][:, start : start + n - header]
+                tail = slice(start, start + n - header)
+                k[g, :, begin + header : width] = store.tail_keys[layer][:, tail]
+                v[g, :, begin + header : width] = store.tail_values[layer][:, tail]
             keys.append(k)
             values.append(v)
         self.counters["stored_tokens"] += sum(batch.stored[g] for g in batch.group)
