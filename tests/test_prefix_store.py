@@ -144,6 +144,9 @@ def test_the_same_prefixes_give_the_same_bits_through_a_file(strong_engine, stor
     store, prefixes, _, _ = store_and_prompts
     again = strong_engine.build_prefix_store(list(reversed(prefixes)), model="smollm2")
     store.save(tmp_path / "store.safetensors")
+    again.save(tmp_path / "again.safetensors")  # the same bytes: a rerun's file compares equal
+    assert ((tmp_path / "store.safetensors").read_bytes()
+            == (tmp_path / "again.safetensors").read_bytes())
     loaded = PrefixStore.load(tmp_path / "store.safetensors")
     for other in (again, loaded):
         assert other.entries == store.entries and other.fingerprint == store.fingerprint

@@ -25,7 +25,7 @@ from typing import Sequence
 
 from .errors import ConfigError
 
-FORMAT = "w2s-eda prefix store v1"
+FORMAT = "w2s-eda prefix store v2"
 
 
 @dataclass
@@ -75,7 +75,8 @@ class PrefixStore:
                    for t in group)
 
     def save(self, path: str | Path) -> None:
-        """One safetensors file, written atomically."""
+        """One safetensors file, written atomically; the same store always gives the same bytes
+        (its metadata is one JSON value: safetensors writes several keys in a random order)."""
         from safetensors.torch import save_file
 
         tensors = {}
@@ -83,8 +84,8 @@ class PrefixStore:
                             ("tail_keys", self.tail_keys), ("tail_values", self.tail_values)):
             for layer, tensor in enumerate(group):
                 tensors[f"{name}.{layer}"] = tensor.contiguous()
-        metadata = {"format": FORMAT, "model": self.model, "header": json.dumps(self.header),
-                    "entries": json.dumps(self.entries)}
+        metadata = {"store": json.dumps({"format": FORMAT, "model": self.model,
+                                         "header": self.header, "entries": self.entries})}
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
@@ -99,15 +100,17 @@ class PrefixStore:
         if not path.is_file():
             raise ConfigError(f"prefix store {path} is missing; rerun the item_prefixes job")
         with safe_open(str(path), framework="pt", device=str(device)) as handle:
-            metadata = handle.metadata() or {}
-            if metadata.get("format") != FORMAT:
+            try:
+                info = json.loads((handle.metadata() or {}).get("store", "{}"))
+            except json.JSONDecodeError:
+                info = {}
+            if not isinstance(info, dict) or info.get("format") != FORMAT:
                 raise ConfigError(f"{path} is not a prefix store ({FORMAT!r}); delete it and rerun")
             names = set(handle.keys())
             layers = sum(1 for name in names if name.startswith("header_keys."))
             groups = {name: [handle.get_tensor(f"{name}.{layer}") for layer in range(layers)]
                       for name in ("header_keys", "header_values", "tail_keys", "tail_values")}
-        return cls(json.loads(metadata["header"]), json.loads(metadata["entries"]),
-                   model=metadata.get("model", ""), **groups)
+        return cls(info["header"], info["entries"], model=info.get("model", ""), **groups)
 
 
 def _shared(a: Sequence[int], b: Sequence[int]) -> int:
