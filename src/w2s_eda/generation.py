@@ -567,7 +567,7 @@ class HFEngine:
             with torch.inference_mode(), self._attention():
                 _, mask, _, cache, made = self._prefill(encoded, batch,
                                                         DynamicCache(config=self.model.config))
-            for row, entry in zip(range(len(members)), (members[r] for r in made)):
+            for row, entry in enumerate(members[r] for r in made):
                 real = mask[row].nonzero().squeeze(-1)
                 keys = [layer.keys[row][:, real] for layer in cache.layers]
                 values = [layer.values[row][:, real] for layer in cache.layers]
@@ -698,14 +698,12 @@ class HFEngine:
 
         grow, device = growing_layer_class(), self.model.device
         levels = batch.levels(encoded)
-        store = self.prefix_store if batch.stored is not None else None
-        filled = max(batch.stored) if store is not None else 0
+        filled = max(batch.stored) if batch.stored is not None else 0
         total = filled + sum(max(map(len, segments)) for segments, _ in levels) + headroom
         keys = values = mask = order = None  # per layer; rows x filled; cache row -> level row
-        if store is not None:  # the stored rows, one per group, right-aligned
+        if batch.stored is not None:  # the stored rows, one per group, right-aligned
             keys, values, mask = self._stored_rows(batch, total)
             order = list(range(len(batch.stored)))
-        logits = None
         for segments, expand in levels:
             buckets = [list(range(len(segments)))]
             if self.pack_prefill and len(segments) > 1:
@@ -731,30 +729,20 @@ class HFEngine:
             begin = 0
             for bucket in buckets:
                 end = begin + len(bucket)
-                input_ids, bucket_mask = self._left_pad([segments[row] for row in bucket])
                 cache = DynamicCache(config=self.model.config)
                 cache.layers = [grow.over(k[begin:end], v[begin:end], filled)
                                 for k, v in zip(keys, values)]
-                joined = torch.cat([mask[begin:end], bucket_mask], dim=1)
-                positions = (joined.cumsum(-1) - 1).clamp(min=0)
-                output = self.model(
-                    input_ids=input_ids, attention_mask=joined,
-                    position_ids=positions[:, -input_ids.shape[1]:], use_cache=True,
-                    logits_to_keep=1, **{self.cache_kwarg: cache},
-                )
-                last = output.logits[:, -1, :]
+                last, joined = self._prefill_pass([segments[row] for row in bucket], None, cache,
+                                                  mask[begin:end])
                 if logits is None:
                     logits = last.new_empty((len(rows), last.shape[-1]))
                 logits[begin:end] = last
-                short = input_ids.shape[1]
-                level_mask[begin:end, :short] = bucket_mask
+                short = joined.shape[1] - filled  # this bucket's width (mask: filled columns)
+                level_mask[begin:end, :short] = joined[:, filled:]
                 if short < width:  # finite, masked: a zero weight times a zero
                     for k, v in zip(keys, values):
                         k[begin:end, :, filled + short : filled + width] = 0
                         v[begin:end, :, filled + short : filled + width] = 0
-                self.counters["prefill_tokens"] += input_ids.numel()
-                self.counters["prefill_pad_tokens"] += (input_ids.numel()
-                                                        - sum(len(segments[r]) for r in bucket))
                 begin = end
             mask = torch.cat([mask, level_mask], dim=1)
             filled += width
