@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -100,11 +101,16 @@ def run_stages(engine, study: Study, cell, splits: dict, manifest: str, model_di
             reset()
 
         with mock.patch.object(engine, "reset_counters", accumulate):
+            before = resource.getrusage(resource.RUSAGE_SELF)
             started = time.perf_counter()
             call()
             seconds = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_SELF)
         accumulate()
-        stages[name] = {"seconds": seconds, "items": n_units, **totals}
+        # new memory is faulted in (and zeroed) by the kernel page by page: count it
+        stages[name] = {"seconds": seconds, "items": n_units, **totals,
+                        "page_faults": after.ru_minflt - before.ru_minflt,
+                        "kernel_seconds": after.ru_stime - before.ru_stime}
 
     with mock.patch.object(strong_signals, "make_engine", lambda *args, **kwargs: engine):
         if store:
@@ -289,6 +295,10 @@ def main() -> None:
     drift = {number: (rounds["old"][number].get("side_drift_rate"),
                       rounds["new"][number].get("side_drift_rate"))
              for number in rounds["old"]}
+    # minor page faults and kernel (system) seconds of each run of each path, all stages
+    faults = {name: [(sum(stage.get("page_faults", 0) for stage in run.values()),
+                      round(sum(stage.get("kernel_seconds", 0.0) for stage in run.values()), 1))
+                     for run in made] for name, made in runs.items()}
     total_old = sum(row["old_s"] for row in rows)
     total_new = sum(row["new_s"] for row in rows)
     ratio = total_old / total_new
@@ -304,6 +314,7 @@ def main() -> None:
         "reuse_prefixes": reuse,
         "texts_compared": args.repeats * sum(len(old[s].get("texts", [])) for s in old),
         "texts_differing": differ, "old_repeats_texts_differing": old_repeats_differ,
+        "page_faults_and_kernel_s_per_run": faults,
         "zero_shot_max_abs_diff": worst,
         "side_drift_rate_old_new": drift,
         "ablations": {name: {"texts_differing_from_old": texts_differing(old, results[name]),
@@ -354,6 +365,9 @@ def main() -> None:
           f"every new run against the first old run; old runs among themselves: "
           f"{old_repeats_differ} differ); "
           f"zero-shot P(label 1) largest change: {worst:.2e}; side-drift rate old/new: {drift}")
+    print("minor page faults, kernel seconds per run: " + "; ".join(
+        f"{name} " + ", ".join(f"{n:,} / {k:.1f} s" for n, k in faults[name])
+        for name in ("old", "new")))
     print(f"figures written to {os.path.relpath(args.json, REPO)}")
     print(f"float32 generation speed-up: {ratio:.2f}x (texts differing: {differ})")
 

@@ -12,6 +12,7 @@ from w2s_eda.generation import (
     CPU_ROWS_BEFORE,
     GenerationSettings,
     HFEngine,
+    compaction,
     pack_buckets,
     render_chat,
 )
@@ -157,6 +158,37 @@ def test_growing_layer_appends_as_a_dynamic_layer_does_even_past_its_room():
     grown.batch_select_indices(rows)
     plain.batch_select_indices(rows)
     assert torch.equal(grown.keys, plain.keys) and torch.equal(grown.values, plain.values)
+
+
+def test_decoding_drops_finished_rows_in_place_moving_the_fewest():
+    """A finished row among the first ones is filled by a kept row from the end (``compaction``),
+    so the growing buffers compact in place, copying only the rows that move; the kept keys and
+    values are a DynamicLayer's after the same selection."""
+    from transformers.cache_utils import DynamicLayer
+
+    from w2s_eda.generation import growing_layer_class
+
+    assert compaction([False, True, False, True, False, False]) == [0, 4, 2, 5]
+    assert compaction([True, True, False]) == [2]
+    assert compaction([False, False, True]) == [0, 1]
+    for finished in itertools.product([False, True], repeat=5):
+        rows = compaction(finished)
+        assert sorted(rows) == [row for row, done in enumerate(finished) if not done]
+        assert all(source >= row for row, source in enumerate(rows))
+    torch.manual_seed(0)
+    keys, values = torch.randn(6, 2, 5, 4), torch.randn(6, 2, 5, 4)
+    grown, plain = growing_layer_class()(keys, values, headroom=3), DynamicLayer()
+    plain.update(keys, values)
+    buffer = grown.k.data_ptr()
+    for finished in ([False, True, False, True, False, False], [True, False, False, False]):
+        rows = torch.tensor(compaction(finished))
+        grown.batch_select_indices(rows)
+        plain.batch_select_indices(rows)
+        assert torch.equal(grown.keys, plain.keys) and torch.equal(grown.values, plain.values)
+        assert grown.k.data_ptr() == buffer  # no new buffer
+        step = torch.randn(len(rows), 2, 1, 4), torch.randn(len(rows), 2, 1, 4)
+        for got, want in zip(grown.update(*step), plain.update(*step)):
+            assert torch.equal(got, want)
 
 
 def test_buffered_prefill_lays_buckets_out_in_place_and_computes_the_old_logits(engines):

@@ -401,6 +401,19 @@ def masked_gqa_attention() -> str:
     return MASKED_GQA_ATTENTION
 
 
+def compaction(finished: Sequence[bool]) -> list[int]:
+    """The rows a decoding batch keeps once the ``finished`` ones are dropped, in the order that
+    moves the fewest: each finished row among the first ones is filled by a kept row from the
+    end, every other kept row stays where it is (the row each new row comes from is at or after
+    it, so ``GrowingLayer`` compacts in place)."""
+    keep = [row for row, done in enumerate(finished) if not done]
+    rows = list(range(len(keep)))
+    holes = [row for row in rows if finished[row]]
+    for hole, donor in zip(holes, (row for row in keep if row >= len(keep))):
+        rows[hole] = donor
+    return rows
+
+
 @functools.cache
 def growing_layer_class():
     """A full-attention cache layer whose keys and values live in buffers with room for the tokens
@@ -452,7 +465,21 @@ def growing_layer_class():
             return self.n
 
         def batch_select_indices(self, indices) -> None:
-            self.k, self.v = self.k[indices], self.v[indices]
+            """Keep rows ``indices``, in that order. When every new row ``j`` comes from a row
+            at or after ``j`` (as ``compaction`` picks them), in place: only the rows that move
+            are copied, only their filled positions; otherwise into new buffers."""
+            rows = indices.tolist()
+            if all(source >= row for row, source in enumerate(rows)):
+                moved = [(row, source) for row, source in enumerate(rows) if source != row]
+                if moved:
+                    import torch
+
+                    to, source = (torch.tensor(side, device=self.k.device) for side in zip(*moved))
+                    for buffer in (self.k, self.v):
+                        buffer[to, :, : self.n] = buffer[source, :, : self.n]
+                self.k, self.v = self.k[: len(rows)], self.v[: len(rows)]
+            else:
+                self.k, self.v = self.k[indices], self.v[indices]
             self._views()
 
     return GrowingLayer
@@ -471,8 +498,10 @@ class HFEngine:
     - ``pack_prefill``: each prefill level runs in length buckets (``pack_buckets``) instead of
       one pass left-padded to its longest row; the buckets' caches are then joined, padded in the
       middle as prefix sharing already pads them;
-    - ``grow_cache``: decoding writes each step's keys and values into buffers made at prefill
-      with room for ``max_new_tokens`` (``growing_layer_class``), not by copying the cache;
+    - ``grow_cache``: the prefill writes every level in place into buffers with room for
+      ``max_new_tokens`` (``_prefill_buffered``); decoding writes each step into them
+      (``growing_layer_class``), not by copying the cache, and drops finished rows in place
+      (``compaction``);
     - ``share_scoring``: ``label_probabilities`` plans its prompts as ``generate`` does (shared
       prefixes, packed levels) instead of one padded pass per batch;
     - ``wide_batches``: on the CPU, batches of ``CPU_ROWS`` (128) rows when the settings leave the
@@ -676,9 +705,7 @@ class HFEngine:
         if batch.stored is not None:
             cache, mask = self._load_stored(batch)
         for segments, expand in batch.levels(encoded):
-            buckets = [list(range(len(segments)))]
-            if self.pack_prefill and len(segments) > 1:
-                buckets = pack_buckets([len(tokens) for tokens in segments], self.pass_tokens)
+            buckets = self._buckets(segments)
             if len(buckets) == 1:
                 logits, mask = self._prefill_pass(segments, expand, cache, mask)
             else:
@@ -705,24 +732,19 @@ class HFEngine:
             keys, values, mask = self._stored_rows(batch, total)
             order = list(range(len(batch.stored)))
         for segments, expand in levels:
-            buckets = [list(range(len(segments)))]
-            if self.pack_prefill and len(segments) > 1:
-                buckets = pack_buckets([len(tokens) for tokens in segments], self.pass_tokens)
+            buckets = self._buckets(segments)
             rows = [row for bucket in buckets for row in bucket]
             width = max(map(len, segments))
             if keys is None:
-                heads, head_dim = kv_shape(self.model.config)
-                shape = (len(rows), heads, total, head_dim)
-                keys = [torch.empty(shape, dtype=self.model.dtype, device=device)
-                        for _ in range(self.model.config.num_hidden_layers)]
-                values = [torch.empty_like(k) for k in keys]
+                keys, values = self._empty_kv(len(rows), total)
                 mask = torch.zeros((len(rows), 0), dtype=torch.long, device=device)
             else:  # this level's rows continue rows of the level before (or the stored rows)
                 where = {row: k for k, row in enumerate(order)}
                 index = torch.tensor([where[expand[row]] for row in rows], device=device)
-                # one copy per buffer, its unfilled room included (cheaper than a second pass)
-                keys = [k.index_select(0, index) for k in keys]
-                values = [v.index_select(0, index) for v in values]
+                before = keys + values
+                keys, values = self._empty_kv(len(rows), total)
+                for source, target in zip(before, keys + values):  # the filled positions only
+                    torch.index_select(source[:, :, :filled], 0, index, out=target[:, :, :filled])
                 mask = mask[index]
             level_mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
             logits = None
@@ -752,10 +774,29 @@ class HFEngine:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return logits, mask, positions[:, -1:], cache, order
 
+    def _buckets(self, segments: list[list[int]]) -> list[list[int]]:
+        """The passes of one prefill level: its length buckets with ``pack_prefill`` (and more
+        than one row), else one pass of every row."""
+        if self.pack_prefill and len(segments) > 1:
+            return pack_buckets([len(tokens) for tokens in segments], self.pass_tokens)
+        return [list(range(len(segments)))]
+
+    def _empty_kv(self, rows: int, length: int):
+        """Per layer, a key and a value buffer of ``rows`` x ``length`` positions, their contents
+        undefined."""
+        import torch
+
+        heads, head_dim = kv_shape(self.model.config)
+        shape = (rows, heads, length, head_dim)
+        made = [torch.empty(shape, dtype=self.model.dtype, device=self.model.device)
+                for _ in range(2 * self.model.config.num_hidden_layers)]
+        return made[::2], made[1::2]
+
     def _stored_rows(self, batch: _Batch, room: int = 0):
         """Per layer, one row per group holding its stored tokens' keys and values, right-aligned
         (zeros and mask 0 before the shorter ones), in buffers ``room`` positions long (at least
-        the stored ones; the rest left empty), and the stored positions' mask."""
+        the stored ones; the rest left empty; see ``_empty_kv``), and the stored positions'
+        mask."""
         import torch
 
         store, device = self.prefix_store, self.model.device
@@ -763,12 +804,9 @@ class HFEngine:
         mask = torch.zeros((len(batch.stored), width), dtype=torch.long, device=device)
         for g, n in enumerate(batch.stored):
             mask[g, width - n :] = 1
-        keys, values = [], []
-        for layer in range(len(store.header_keys)):
+        keys, values = self._empty_kv(len(batch.stored), max(room, width))
+        for layer, (k, v) in enumerate(zip(keys, values)):
             first = store.header_keys[layer]
-            k = first.new_empty((len(batch.stored), first.shape[0], max(room, width),
-                                 first.shape[-1]))
-            v = torch.empty_like(k)
             for g, (entry, n) in enumerate(zip(batch.entries, batch.stored)):
                 begin, start = width - n, store.offsets[entry]
                 k[g, :, :begin], v[g, :, :begin] = 0, 0  # finite, masked out
@@ -777,8 +815,6 @@ class HFEngine:
                 tail = slice(start, start + n - header)
                 k[g, :, begin + header : width] = store.tail_keys[layer][:, tail]
                 v[g, :, begin + header : width] = store.tail_values[layer][:, tail]
-            keys.append(k)
-            values.append(v)
         self.counters["stored_tokens"] += sum(batch.stored[g] for g in batch.group)
         return keys, values, mask
 
@@ -888,6 +924,8 @@ class HFEngine:
                 if not keep or step == settings.max_new_tokens - 1:
                     break
                 if len(keep) < len(active):
+                    if self.grow_cache:  # in place (GrowingLayer.batch_select_indices)
+                        keep = compaction(finished)
                     selected = torch.tensor(keep, device=device)
                     cache.batch_select_indices(selected)
                     mask, position, token = mask[selected], position[selected], token[selected]
