@@ -474,9 +474,10 @@ def growing_layer_class():
                 if moved:
                     import torch
 
-                    to, source = (torch.tensor(side, device=self.k.device) for side in zip(*moved))
+                    targets, sources = (torch.tensor(side, device=self.k.device)
+                                        for side in zip(*moved))
                     for buffer in (self.k, self.v):
-                        buffer[to, :, : self.n] = buffer[source, :, : self.n]
+                        buffer[targets, :, : self.n] = buffer[sources, :, : self.n]
                 self.k, self.v = self.k[: len(rows)], self.v[: len(rows)]
             else:
                 self.k, self.v = self.k[indices], self.v[indices]
