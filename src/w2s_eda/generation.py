@@ -921,12 +921,12 @@ class HFEngine:
                     new_tokens[index].append(value)
                     if not finished[row] and settings.stop_strings:
                         finished[row] = self._hit_stop(new_tokens[index], settings.stop_strings)
-                keep = [row for row, done in enumerate(finished) if not done]
+                # with grow_cache, in the order that compacts in place (GrowingLayer)
+                keep = (compaction(finished) if self.grow_cache
+                        else [row for row, done in enumerate(finished) if not done])
                 if not keep or step == settings.max_new_tokens - 1:
                     break
                 if len(keep) < len(active):
-                    if self.grow_cache:  # in place (GrowingLayer.batch_select_indices)
-                        keep = compaction(finished)
                     selected = torch.tensor(keep, device=device)
                     cache.batch_select_indices(selected)
                     mask, position, token = mask[selected], position[selected], token[selected]
