@@ -69,7 +69,7 @@ def test_make_figure_draws_the_default_study_record(tmp_path, capsys):
     record = REPO / "bench/records/default_winowhy/summary.csv"
     main([str(record), str(tmp_path / "headline.png")])
     assert (tmp_path / "headline.png").read_bytes()[:8] == PNG
-    # the W2S cell's two students (600 / 600 / 1000), not the 64-item EDA cell's
+    # the W2S cell's two students (600 / 600 / 1000), not the 96-item EDA cell's
     assert "2 baseline students" in capsys.readouterr().out
     rows = headline_rows(pd.read_csv(record))
     assert set(rows.dataset) == {"winowhy"} and list(rows.loss) == ["xent", "logconf"]
