@@ -3,7 +3,8 @@
 Runs the study's own generation stages (``w2s_eda.strong_signals``: explain, zero-shot, every
 debate round, the side-drift scoring of the debate stage) on the EDA cell of a config with
 ``HFEngine(fast=False)`` (the engine before packed prefill, growing KV buffers, shared scoring,
-128-row CPU batches and grouped-query masked attention) and with ``HFEngine()`` (the default),
+128-row CPU batches, grouped-query masked attention and reused key/value buffers) and with
+``HFEngine()`` (the default),
 which, when the config's ``generation.reuse_prefixes`` is on, runs as the workflow runs it: the
 ``item_prefixes`` stage first (its time counts), its prefix store read by every other stage; on
 the same loaded model, float32, greedy: ``--repeats`` runs of each (2 by default), alternating
@@ -52,7 +53,8 @@ from w2s_eda.models import load_prepared  # noqa: E402
 from w2s_eda.study import Study, path, validate_config  # noqa: E402
 
 SPLITS = ("weak_train", "w2s_train", "test")
-ABLATIONS = ("pack_prefill", "grow_cache", "share_scoring", "wide_batches", "masked_gqa")
+ABLATIONS = ("pack_prefill", "grow_cache", "share_scoring", "wide_batches", "masked_gqa",
+             "reuse_buffers")
 
 
 def eda_cell(study: Study) -> tuple[str, object]:

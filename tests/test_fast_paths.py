@@ -1,5 +1,5 @@
 """The engine's speed-ups (packed prefill, growing KV buffers, shared scoring, 128-row CPU
-batches) give the texts and probabilities of the engine without them (``HFEngine(fast=False)``),
+batches, grouped-query masked attention, reused KV buffers) give the texts and probabilities of the engine without them (``HFEngine(fast=False)``),
 float32, greedy and seeded."""
 
 import itertools
@@ -51,9 +51,9 @@ def prompts(strong_engine):
 def test_the_fast_engine_packs_and_grows(engines):
     fast, old = engines
     assert fast.pack_prefill and fast.grow_cache and fast.share_scoring and fast.wide_batches
-    assert fast.masked_gqa
+    assert fast.masked_gqa and fast.reuse_buffers
     assert not (old.pack_prefill or old.grow_cache or old.share_scoring or old.wide_batches
-                or old.masked_gqa)
+                or old.masked_gqa or old.reuse_buffers)
 
 
 def test_masked_gqa_prefill_is_bit_identical(engines, strong_engine, prompts):
@@ -221,3 +221,20 @@ def test_buffered_prefill_lays_buckets_out_in_place_and_computes_the_old_logits(
     want = old.prefill_logits(prompts, settings)
     assert torch.allclose(got, want, atol=1e-4)
     assert torch.equal(got.argmax(-1), want.argmax(-1))
+
+
+def test_reused_buffers_give_the_texts_of_fresh_ones_batch_after_batch(engines, prompts):
+    """reuse_buffers: long prompts, then short ones written into the same memory (whatever the
+    long batch left there), then all of them: every call's texts equal those of an engine that
+    allocates its key/value buffers afresh, and the short batch allocates nothing."""
+    fast, _ = engines
+    fresh = HFEngine(fast.model, fast.tokenizer, reuse_buffers=False)
+    assert not fresh.reuse_buffers and fresh.grow_cache
+    settings = GenerationSettings(max_new_tokens=6)
+    by_length = sorted(prompts, key=len)
+    pointers = []
+    for call in (by_length[-6:], by_length[:4], prompts):
+        texts = [c.text for c in fast.generate(call, settings)]
+        assert texts == [c.text for c in fresh.generate(call, settings)]
+        pointers.append([flat.data_ptr() for flats in fast._buffers for flat in flats])
+    assert pointers[0] and pointers[1] == pointers[0]

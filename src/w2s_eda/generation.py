@@ -494,8 +494,8 @@ class HFEngine:
     padding, the rows x steps of decoding, and the seconds of each phase; ``reset_counters()``
     zeroes them.
 
-    Five speed-ups, each on by default and each switched off by its flag (``fast=False``: all
-    five off, the engine as it was before them; ``bench/generation_speedup.py`` runs both):
+    Six speed-ups, each on by default and each switched off by its flag (``fast=False``: all
+    six off, the engine as it was before them; ``bench/generation_speedup.py`` runs both):
     - ``pack_prefill``: each prefill level runs in length buckets (``pack_buckets``) instead of
       one pass left-padded to its longest row; the buckets' caches are then joined, padded in the
       middle as prefix sharing already pads them;
@@ -509,14 +509,20 @@ class HFEngine:
       batch size to the engine, instead of 64 (see ``auto_batch_size``);
     - ``masked_gqa``: a grouped-query model's masked prefill attends with the cache's own
       key/value heads instead of copies of them, bit-identically (``masked_gqa_attention``); on
-      for a model loaded with ``sdpa`` attention.
+      for a model loaded with ``sdpa`` attention;
+    - ``reuse_buffers``: on the CPU, with ``grow_cache``, the key/value buffers are views of two
+      sets of flat buffers the engine keeps and uses in turn (``_empty_kv``), instead of memory
+      allocated afresh for every level of every batch, which the kernel maps and zeroes page by
+      page (about a fifth of round 2's time went to that; docs/performance.md). CUDA's caching
+      allocator already reuses its memory.
     """
 
     name = "hf"
 
     def __init__(self, model, tokenizer, fast: bool = True, pack_prefill: bool | None = None,
                  grow_cache: bool | None = None, share_scoring: bool | None = None,
-                 wide_batches: bool | None = None, masked_gqa: bool | None = None):
+                 wide_batches: bool | None = None, masked_gqa: bool | None = None,
+                 reuse_buffers: bool | None = None):
         from transformers import DynamicCache
         from transformers.cache_utils import DynamicLayer
 
@@ -544,6 +550,10 @@ class HFEngine:
             # the flag on the same model computes as before
             model.set_attn_implementation(masked_gqa_attention())
         self.pass_tokens = PACK_PASS_TOKENS.get(model.device.type, PACK_PASS_TOKENS["cuda"])
+        self.reuse_buffers = (pick(reuse_buffers) and self.grow_cache
+                              and model.device.type == "cpu")
+        self._buffers: tuple[list, list] = ([], [])  # see _empty_kv
+        self._turn = 1
         self.prefix_store = None  # see use_prefix_store
         self.counters: dict[str, float] = {}
         self.reset_counters()
@@ -784,13 +794,28 @@ class HFEngine:
 
     def _empty_kv(self, rows: int, length: int):
         """Per layer, a key and a value buffer of ``rows`` x ``length`` positions, their contents
-        undefined."""
+        undefined. With ``reuse_buffers``, views of the first elements of the engine's two sets
+        of flat buffers, the other set from the last call's: a prefill level reads only the
+        level before it (``_prefill_buffered``), and nothing outlives its batch (the decode
+        loop's cache is the last level's; the prefix store copies what it keeps), so the set a
+        call overwrites is no longer read. A set too small is replaced by one a quarter larger
+        than asked, so that a stage's slowly growing prompts seldom allocate again."""
         import torch
 
         heads, head_dim = kv_shape(self.model.config)
         shape = (rows, heads, length, head_dim)
-        made = [torch.empty(shape, dtype=self.model.dtype, device=self.model.device)
-                for _ in range(2 * self.model.config.num_hidden_layers)]
+        count = 2 * self.model.config.num_hidden_layers
+        kind = dict(dtype=self.model.dtype, device=self.model.device)
+        if not self.reuse_buffers:
+            made = [torch.empty(shape, **kind) for _ in range(count)]
+            return made[::2], made[1::2]
+        self._turn = 1 - self._turn
+        flats, numel = self._buffers[self._turn], rows * heads * length * head_dim
+        if not flats or flats[0].numel() < numel:
+            size = max(numel, (flats[0].numel() * 5) // 4 if flats else 0)
+            flats.clear()  # freed before the larger set is made
+            flats.extend(torch.empty(size, **kind) for _ in range(count))
+        made = [flat[:numel].view(shape) for flat in flats]
         return made[::2], made[1::2]
 
     def _stored_rows(self, batch: _Batch, room: int = 0):
