@@ -513,8 +513,7 @@ class HFEngine:
     - ``reuse_buffers``: on the CPU, with ``grow_cache``, the key/value buffers are views of two
       sets of flat buffers the engine keeps and uses in turn (``_empty_kv``), instead of memory
       allocated afresh for every level of every batch, which the kernel maps and zeroes page by
-      page (about a fifth of round 2's time went to that; docs/performance.md). CUDA's caching
-      allocator already reuses its memory.
+      page (docs/performance.md). CUDA's caching allocator already reuses its memory.
     """
 
     name = "hf"
@@ -798,8 +797,8 @@ class HFEngine:
         of flat buffers, the other set from the last call's: a prefill level reads only the
         level before it (``_prefill_buffered``), and nothing outlives its batch (the decode
         loop's cache is the last level's; the prefix store copies what it keeps), so the set a
-        call overwrites is no longer read. A set too small is replaced by one a quarter larger
-        than asked, so that a stage's slowly growing prompts seldom allocate again."""
+        call overwrites is no longer read. A set too small is replaced by one at least a quarter
+        larger than it, so that a stage's slowly growing prompts seldom allocate again."""
         import torch
 
         heads, head_dim = kv_shape(self.model.config)
