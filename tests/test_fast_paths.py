@@ -1,6 +1,6 @@
 """The engine's speed-ups (packed prefill, growing KV buffers, shared scoring, 128-row CPU
-batches, grouped-query masked attention, reused KV buffers) give the texts and probabilities of the engine without them (``HFEngine(fast=False)``),
-float32, greedy and seeded."""
+batches, grouped-query masked attention, reused KV buffers) give the texts and probabilities of
+the engine without them (``HFEngine(fast=False)``), float32, greedy and seeded."""
 
 import itertools
 
@@ -226,15 +226,19 @@ def test_buffered_prefill_lays_buckets_out_in_place_and_computes_the_old_logits(
 def test_reused_buffers_give_the_texts_of_fresh_ones_batch_after_batch(engines, prompts):
     """reuse_buffers: long prompts, then short ones written into the same memory (whatever the
     long batch left there), then all of them: every call's texts equal those of an engine that
-    allocates its key/value buffers afresh, and the short batch allocates nothing."""
+    allocates its key/value buffers afresh, and the short batch writes into a set of buffers the
+    long one left. The short
+    batch is both debaters of the two shortest items, so its last level copies two rows into
+    four: were a level written into the set it reads, a row would be overwritten before it
+    is copied."""
     fast, _ = engines
     fresh = HFEngine(fast.model, fast.tokenizer, reuse_buffers=False)
     assert not fresh.reuse_buffers and fresh.grow_cache
     settings = GenerationSettings(max_new_tokens=6)
-    by_length = sorted(prompts, key=len)
+    debates = prompts[len(ITEMS):]  # item by item, "yes" then "no"
     pointers = []
-    for call in (by_length[-6:], by_length[:4], prompts):
+    for call in (sorted(prompts, key=len)[-6:], debates[:4], prompts):
         texts = [c.text for c in fast.generate(call, settings)]
         assert texts == [c.text for c in fresh.generate(call, settings)]
         pointers.append([flat.data_ptr() for flats in fast._buffers for flat in flats])
-    assert pointers[0] and pointers[1] == pointers[0]
+    assert pointers[0] and set(pointers[0]) & set(pointers[1])
