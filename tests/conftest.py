@@ -99,10 +99,10 @@ TINY_ARMS = ["baseline", "eda", "debate_distill", "consultancy", "debate_ensembl
 
 
 @pytest.fixture(scope="session")
-def tiny_study(tmp_path_factory, prepared_models):
+def tiny_study(request, tmp_path_factory, prepared_models):
     """The whole workflow, every stage, on a 12-item study with W&B offline: run once, read by
     the align, debate-science, analysis, report and tracking tests. Returns (folder, result,
-    config)."""
+    config). The studies of AFTER_TINY_STUDY start in the background once it has run."""
     folder = tmp_path_factory.mktemp("tiny_study")
     data = folder / "items.jsonl"
     data.write_text("".join(json.dumps({"text": t, "label": int(t.startswith("Premise: Ann"))}) + "\n"
@@ -127,18 +127,56 @@ def tiny_study(tmp_path_factory, prepared_models):
         "wandb": {"mode": "offline"},
     }
     result = run_snakemake("--cores", "2", *JOB_THREADS, *study_args(folder, config), timeout=900)
+    _start_background(request, AFTER_TINY_STUDY)
     return folder, result, config
 
 
-# Whole-study runs (tests/studies.py) start in the background with the first test, and the tests
-# that compare them run last: the SLURM run spends most of its time waiting between polls.
-BACKGROUND_TESTS = {"test_slurm_cluster.py": ["small_study", "slurm_study"],
-                    "test_kill_and_resume.py": ["small_study"],
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, prepared_models):
+    """Both model families of config/paper.yaml as tiny random models (test_architectures.py)."""
+    from test_architectures import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("tiny_archs"), prepared_models)
+
+
+@pytest.fixture(scope="session")
+def arch_run(tmp_path_factory, tiny_models):
+    """test_architectures.py's study (``arch_config``) running in the background (a studies.Run)."""
+    from studies import Run
+    from test_architectures import arch_config
+
+    folder = tmp_path_factory.mktemp("arch_study")
+    args = study_args(folder, arch_config(folder, tiny_models))
+    run = Run.start(folder, ["--cores", "2", *JOB_THREADS, *args])
+    yield run
+    run.kill()
+
+
+# Whole-study runs start in the background, and the tests that read them run last: the small
+# study's local and SLURM runs (tests/studies.py; the SLURM run spends most of its time waiting
+# between polls) with the first test; the killed runs and the architectures' study once the tiny
+# study has run. At the session's start the tiny study and the small studies keep both cores busy;
+# later, single-threaded stretches (bad-config checks, dry runs, env builds) left 20-45 % of them
+# idle, which these two fill instead of running on their own (docs/testing.md).
+BACKGROUND_TESTS = {"test_architectures.py": ["arch_run"],
+                    "test_slurm_cluster.py": ["small_study", "slurm_study"],
+                    "test_kill_and_resume.py": ["small_study", "killed_study"],
                     "test_reference.py": ["small_study"]}
+AFTER_TINY_STUDY = {"arch_run", "killed_study"}  # when the session runs the tiny study
 
 
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.path.name in BACKGROUND_TESTS)  # stable: the rest keep order
+
+
+def _start_background(request, names):
+    """Start the background runs of ``names`` that the selected tests read."""
+    selected = {item.path.name for item in request.session.items}
+    for module, fixtures in BACKGROUND_TESTS.items():
+        if module in selected:
+            for name in fixtures:
+                if name in names and (name != "slurm_study" or os.geteuid() == 0):
+                    request.getfixturevalue(name)
 
 
 @pytest.fixture(scope="session")
@@ -170,11 +208,36 @@ def slurm_study(studies_root, prepared_models):
     assert stopped.returncode == 0, stopped.stderr
 
 
+@pytest.fixture(scope="session")
+def killed_study(studies_root, prepared_models):
+    """test_kill_and_resume.py's killed runs of the small study (``_kill_and_resume``), in a
+    thread from the moment they are asked for: their folder, the thread, and what they gave (or
+    the error they raised)."""
+    import threading
+
+    from studies import small_study_folder
+    from test_kill_and_resume import _kill_and_resume
+
+    folder, config = small_study_folder(studies_root, "killed", prepared_models)
+    outcome: dict = {}
+    runs: list = []
+
+    def work():
+        try:
+            outcome["value"] = _kill_and_resume(folder, config, runs)
+        except BaseException as error:  # re-raised by the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=work, name="killed_study", daemon=True)
+    thread.start()
+    yield folder, thread, outcome
+    for run in runs:
+        run.kill()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _start_background_studies(request):
-    selected = {item.path.name for item in request.session.items}
-    for module, fixtures in BACKGROUND_TESTS.items():
-        if module in selected:
-            for name in fixtures:
-                if name != "slurm_study" or os.geteuid() == 0:
-                    request.getfixturevalue(name)
+    later = AFTER_TINY_STUDY if any("tiny_study" in item.fixturenames
+                                    for item in request.session.items) else set()
+    _start_background(request, {name for fixtures in BACKGROUND_TESTS.values()
+                                for name in fixtures} - later)

@@ -18,6 +18,7 @@ where the head reads the model.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import JOB_THREADS, TEXTS, run_snakemake, study_args
+from conftest import TEXTS
 
 pytestmark = pytest.mark.slow
 
@@ -116,11 +117,6 @@ def build_tiny_models(root: Path, prepared_models: Path) -> dict[str, Path]:
         model.save_pretrained(folders[name], safe_serialization=True)
         tokenizer.save_pretrained(folders[name])
     return folders
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory, prepared_models):
-    return build_tiny_models(tmp_path_factory.mktemp("tiny_archs"), prepared_models)
 
 
 @pytest.fixture(scope="module")
@@ -249,14 +245,13 @@ PAIRS = [{"weak": "qwen2-tiny", "strong": "llama-tiny"},
 ARMS = ["baseline", "eda", "distill"]
 
 
-@pytest.fixture(scope="module")
-def arch_study(tmp_path_factory, tiny_models):
-    """Every stage on the tiny models, each as weak (probe) and as strong (LoRA)."""
-    folder = tmp_path_factory.mktemp("arch_study")
+def arch_config(folder: Path, tiny_models: dict[str, Path]) -> dict:
+    """Every stage on the tiny models, each as weak (probe) and as strong (LoRA); the data file is
+    written into ``folder``."""
     data = folder / "items.jsonl"
     data.write_text("".join(
         json.dumps({"text": t, "label": int(t.startswith("Premise: Ann"))}) + "\n" for t in TEXTS))
-    config = {
+    return {
         "splits": {"weak_train": 4, "w2s_train": 4, "test": 4},
         "datasets": {"toy": {"path": str(data)}},
         "models": {name: {"path": str(path)} for name, path in tiny_models.items()},
@@ -274,10 +269,15 @@ def arch_study(tmp_path_factory, tiny_models):
         "analysis": {"n_bootstrap": 100},
         "wandb": {"mode": "disabled"},
     }
-    # Tiny models gain nothing from torch threads: one per job lets two jobs run side by side.
-    result = run_snakemake("--cores", "2", *JOB_THREADS, *study_args(folder, config), timeout=600,
-                           env_extra={"WANDB_MODE": "disabled"})
-    return folder, result
+
+
+@pytest.fixture(scope="session")
+def arch_study(arch_run):
+    """The study of ``arch_config``, run in the background (conftest.py's ``arch_run``): its
+    folder and its finished process (return code, stdout, stderr)."""
+    code, err, _ = arch_run.wait()
+    out = (arch_run.folder / "snakemake.out").read_text()
+    return arch_run.folder, subprocess.CompletedProcess(arch_run.process.args, code, out, err)
 
 
 def test_study_runs_every_stage_on_both_architectures_as_weak_and_strong(arch_study):

@@ -7,7 +7,10 @@ recomputed (chunk files keep their mtimes; the job logs say what was reused or r
 The window to kill a job in comes from tests/fault_injection/sitecustomize.py, not from the
 package: the killed runs get that folder on PYTHONPATH, so every Python process of the run (the
 workflow's scripts inherit the environment) sleeps W2S_TEST_PAUSE_AFTER_FIRST_SAVE seconds after
-its first chunk or checkpoint lands (the os.replace that ends w2s_eda.io.atomic_path)."""
+its first chunk or checkpoint lands (the os.replace that ends w2s_eda.io.atomic_path).
+
+The runs go in a thread (conftest.py's ``killed_study``) that starts in the background once the
+tiny study has run, beside the rest of the suite; the test waits for it and checks what it gave."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import JOB_THREADS, study_args
-from studies import Run, assert_same_results, small_study_folder
+from studies import Run, assert_same_results
 
 pytestmark = pytest.mark.slow
 
@@ -87,33 +90,50 @@ def _log(folder: Path, rule: str) -> str:
     return "\n".join(path.read_text() for path in sorted((folder / "results/logs" / rule).glob("*.log")))
 
 
-def test_a_job_killed_in_each_heavy_stage_resumes_to_the_uninterrupted_results(
-        studies_root, prepared_models, small_study):
-    folder, config = small_study_folder(studies_root, "killed", prepared_models)
+def _kill_and_resume(folder: Path, config: dict, runs: list) -> dict:
+    """The runs with a job killed in each stage, then the final run: what the test checks. Each
+    run is appended to ``runs`` as it starts (to be killed if the session ends first)."""
     # One thread per job, as the reference ran: float results are equal bit for bit only at
     # the same thread count (summary.csv agrees within 1e-6 across 1 and 2; bench/cpu_isa.py).
     args = [*study_args(folder, config), "--cores", "2", *JOB_THREADS, "--rerun-incomplete"]
-    kept = {}
+    killed, kept = [], {}
     for stage, rule, script, targets, pattern in STAGES:
         # Targets go before the arguments (--configfile takes several values).
         run = Run.start(folder, [*targets, *args], env=PAUSE)
-        saved = _kill_when_saved(run, rule, script, pattern)
+        runs.append(run)
+        try:
+            saved = _kill_when_saved(run, rule, script, pattern)
+        except BaseException:
+            run.kill()
+            raise
         code, stderr, _ = run.wait()
-        assert code != 0 and f"Error in rule {rule}" in stderr, f"{stage}: {stderr[-3000:]}"
-        for target in targets:  # no declared output of the killed stage exists, half-written or not
-            assert not (folder / target).exists(), target
+        # no declared output of the killed stage may exist, half-written or not
+        killed.append((stage, rule, code, stderr, [t for t in targets if (folder / t).exists()]))
         if rule in ("explain_shard", "debate_round"):
             kept.update(saved)  # chunks stay after success; checkpoints are deleted then
-
     final = Run.start(folder, args)
-    code, stderr, _ = final.wait()
+    runs.append(final)
+    return {"killed": killed, "kept": kept, "final": final.wait()}
+
+
+def test_a_job_killed_in_each_heavy_stage_resumes_to_the_uninterrupted_results(
+        killed_study, small_study):
+    folder, thread, outcome = killed_study
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    value = outcome["value"]
+    for stage, rule, code, stderr, left in value["killed"]:
+        assert code != 0 and f"Error in rule {rule}" in stderr, f"{stage}: {stderr[-3000:]}"
+        assert not left, left
+    code, stderr, _ = value["final"]
     assert code == 0, stderr[-5000:]
     # Each killed job ran once more, after its kill; its log is that run's.
     for rule in ("explain_shard", "debate_round"):
         assert "1 reused" in _log(folder, rule), _log(folder, rule)
     for rule in ("train_weak", "train_ceiling"):
         assert "resumed from checkpoint" in _log(folder, rule), _log(folder, rule)
-    for path, mtime in kept.items():  # saved chunks were reused as they were
+    for path, mtime in value["kept"].items():  # saved chunks were reused as they were
         assert (folder / path).stat().st_mtime_ns == mtime, path
 
     reference_code, reference_stderr, _ = small_study.wait()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import JOB_THREADS, REPO, run_snakemake
 from w2s_eda.study import validate_config
 from w2s_eda.errors import ConfigError
 from w2s_eda.prompts import item_fields
@@ -229,8 +229,10 @@ def test_positional_placeholder_is_rejected():
 
 
 def _study(folder, **overrides):
-    data = folder.parent / "items.jsonl"
-    data.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(TEXTS)))
+    data = folder.parent / "items.jsonl"  # written once: a study beside this one may be reading it
+    if not data.exists():
+        data.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n"
+                                for i, t in enumerate(TEXTS)))
     config = {
         "splits": {"weak_train": 4, "w2s_train": 4, "test": 4},
         "datasets": {"toy": {"path": str(data), "question": INFO["question"],
@@ -259,31 +261,37 @@ def _link_models(folder, prepared_models):
 
 @pytest.mark.slow
 def test_added_round_reuses_earlier_rounds_and_shards_equal_one_job(tmp_path, prepared_models):
-    cell = "results/toy/seed0/smollm2-135m"
-    one = tmp_path / "one"
-    one.mkdir()
-    _link_models(one, prepared_models)
-    result = run_snakemake(*_study(one, debate={"n_rounds": 1}))
-    assert result.returncode == 0, result.stdout[-3000:]
-    round1 = one / cell / "debate/round1/shard0.parquet"
-    before = round1.stat().st_mtime_ns
-    result = run_snakemake(*_study(one, debate={"n_rounds": 2}))
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert round1.stat().st_mtime_ns == before  # round 1 reused, not recomputed
-    log = result.stdout + result.stderr
-    assert "debate/round2/shard0.parquet" in log
-    assert "rule explain_shard" not in log  # nor is anything upstream rerun
-    debates = pd.read_parquet(one / cell / "debates.parquet")
-    assert [t["round"] for t in debates.turns[0]] == [1, 1, 2, 2]
-    stats = json.loads((one / cell / "debate_stats.json").read_text())
-    assert set(stats["rounds"]) == {"1", "2"}
+    from studies import Run
 
+    cell = "results/toy/seed0/smollm2-135m"
+    # The sharded study runs in the background, beside the two runs of the unsharded one (one
+    # torch thread per job: two studies share the 2 cores).
     sharded = tmp_path / "sharded"
-    sharded.mkdir()
     _link_models(sharded, prepared_models)
-    result = run_snakemake(*_study(sharded, debate={"n_rounds": 2, "n_shards": 2},
-                                   explain={"n_shards": 2}))
-    assert result.returncode == 0, result.stdout[-3000:]
+    background = Run.start(sharded, [*_study(sharded, debate={"n_rounds": 2, "n_shards": 2},
+                                             explain={"n_shards": 2}), *JOB_THREADS])
+    try:
+        one = tmp_path / "one"
+        _link_models(one, prepared_models)
+        result = run_snakemake(*_study(one, debate={"n_rounds": 1}), *JOB_THREADS)
+        assert result.returncode == 0, result.stdout[-3000:]
+        round1 = one / cell / "debate/round1/shard0.parquet"
+        before = round1.stat().st_mtime_ns
+        result = run_snakemake(*_study(one, debate={"n_rounds": 2}), *JOB_THREADS)
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert round1.stat().st_mtime_ns == before  # round 1 reused, not recomputed
+        log = result.stdout + result.stderr
+        assert "debate/round2/shard0.parquet" in log
+        assert "rule explain_shard" not in log  # nor is anything upstream rerun
+        debates = pd.read_parquet(one / cell / "debates.parquet")
+        assert [t["round"] for t in debates.turns[0]] == [1, 1, 2, 2]
+        stats = json.loads((one / cell / "debate_stats.json").read_text())
+        assert set(stats["rounds"]) == {"1", "2"}
+    except BaseException:
+        background.kill()
+        raise
+    code, err, _ = background.wait()
+    assert code == 0, err[-3000:]
     assert (sharded / cell / "explain/shard1.parquet").exists()
     assert (sharded / cell / "debate/round2/shard1.parquet").exists()
     for name in ("explanations.parquet", "debates.parquet"):
