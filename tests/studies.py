@@ -4,8 +4,9 @@ The small study (SMALL_CONFIG) runs once, uninterrupted and locally, as the refe
 SLURM test runs it again through a one-node SLURM on localhost (tests/slurm/start_local_slurm.sh,
 profiles/slurm, the slurm executor plugin); the kill-and-resume test runs it again with a job
 killed in each heavy stage. Both must give the reference's results. conftest.py starts these runs
-when the session starts (the SLURM run spends most of its time waiting between scheduler polls),
-and their tests run last.
+in the background, the reference and SLURM runs when the session starts (the SLURM run spends
+most of its time waiting between scheduler polls), the killed ones once the tiny study has run;
+their tests run last.
 """
 
 from __future__ import annotations
