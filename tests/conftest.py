@@ -156,8 +156,8 @@ def arch_run(tmp_path_factory, tiny_models):
 # study's local and SLURM runs (tests/studies.py; the SLURM run spends most of its time waiting
 # between polls) with the first test; the killed runs and the architectures' study once the tiny
 # study has run. At the session's start the tiny study and the small studies keep both cores busy;
-# later, single-threaded stretches (bad-config checks, dry runs, env builds) left 20-45 % of them
-# idle, which these two fill instead of running on their own (docs/testing.md).
+# later, single-threaded stretches (bad-config checks, dry runs, env builds) left up to 47 % of them
+# idle in a minute, which these two fill instead of running on their own (docs/testing.md).
 BACKGROUND_TESTS = {"test_architectures.py": ["arch_run"],
                     "test_slurm_cluster.py": ["small_study", "slurm_study"],
                     "test_kill_and_resume.py": ["small_study", "killed_study"],

@@ -227,10 +227,9 @@ def test_reused_buffers_give_the_texts_of_fresh_ones_batch_after_batch(engines, 
     """reuse_buffers: long prompts, then short ones written into the same memory (whatever the
     long batch left there), then all of them: every call's texts equal those of an engine that
     allocates its key/value buffers afresh, and the short batch writes into a set of buffers the
-    long one left. The short
-    batch is both debaters of the two shortest items, so its last level copies two rows into
-    four: were a level written into the set it reads, a row would be overwritten before it
-    is copied."""
+    long one left. The short batch is both debaters of the two shortest items, so its last level
+    copies two rows into four: were a level written into the set it reads, a row would be
+    overwritten before it is copied."""
     fast, _ = engines
     fresh = HFEngine(fast.model, fast.tokenizer, reuse_buffers=False)
     assert not fresh.reuse_buffers and fresh.grow_cache
